@@ -14,6 +14,6 @@ module.exports = {
   // The Temporal SDK's native runtime keeps handles open after its environments are torn down (sdk-typescript #928).
   forceExit: true,
   transform: {
-    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }],
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
   },
 };

