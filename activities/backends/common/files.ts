@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+
+export async function pathExists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export interface RowCounts {
+  rows: number;
+  /** Rows whose JSON object has a non-null `error` field. */
+  failedRows: number;
+  /** SHA-256 of the written file, hex. */
+  sha256: string;
+}
+
+/**
+ * Copies append_row output line by line from `source` into a new file `destination` (which must not exist),
+ * counting rows and rows that report an error, so results of any size stream through without being held in memory.
+ */
+export async function copyAndCountRows(source: Readable, destination: string): Promise<RowCounts> {
+  const out = createWriteStream(destination, { flags: 'wx' });
+  const hash = createHash('sha256');
+  let rows = 0;
+  let failedRows = 0;
+  try {
+    for await (const line of createInterface({ input: source, crlfDelay: Infinity })) {
+      const text = `${line}\n`;
+      hash.update(text);
+      if (!out.write(text)) await new Promise<void>((resolve) => out.once('drain', resolve));
+      rows += 1;
+      if (rowReportsError(line)) failedRows += 1;
+    }
+  } finally {
+    out.end();
+    await finished(out);
+  }
+  return { rows, failedRows, sha256: hash.digest('hex') };
+}
+
+function rowReportsError(line: string): boolean {
+  if (!line.startsWith('{')) return false;
+  try {
+    const row = JSON.parse(line) as { error?: unknown };
+    return row.error !== undefined && row.error !== null;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits `ms` milliseconds; rejects with the signal's reason as soon as `signal` is aborted. */
+export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

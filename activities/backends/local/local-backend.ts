@@ -1,0 +1,255 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { defaultPythonExecutable, projectRoot } from '../../../common/project-paths';
+import { StageError } from '../../errors';
+import type {
+  AuthenticateResult,
+  CheckVaultInput,
+  CheckVaultResult,
+  CollectResultsInput,
+  CollectedResults,
+  DatasetRef,
+  DatastoreRef,
+  EnsureDatastoreInput,
+  JobOutcome,
+  JobRef,
+  RegisterDatasetInput,
+  SubmitJobInput,
+  WaitForJobInput,
+} from '../../types';
+import type { ScoringBackend, WaitOptions } from '../backend';
+import { checkEntryScript } from '../common/entry-script';
+import { copyAndCountRows, pathExists, sha256OfFile, sleepUnlessAborted } from '../common/files';
+import { temporarySibling, writeManifest } from './manifest';
+import { cancelLocalJob, isLocalJobDriverAlive, readLocalJobStatus, startLocalJob } from './runner/local-job';
+import type { LocalJobSpec, LocalJobStatus } from './runner/job-spec';
+import { LocalSecretSource } from './secret-source';
+import { LocalWorkspace } from './workspace';
+
+/** Settings of the local backend, read once when the worker starts. */
+export interface LocalBackendOptions {
+  /** Folder holding datastores, datasets, jobs and results. */
+  workspaceDir: string;
+  /** JSON secrets file for the local secret source; its path (never its content) is passed to the entry script. */
+  secretsFile: string;
+  /** Python interpreter for the entry script. @default `AMLBATCH_PYTHON`, else the project's `.venv/bin/python` */
+  pythonExecutable?: string;
+  /** Worker processes when the input sets no `processCount`. @default the number of CPU cores */
+  defaultProcessCount?: number;
+}
+
+/**
+ * Seconds without a status update after which a job whose driver process is gone counts as crashed and is
+ * restarted. The driver rewrites its status at least every second, so 10 s leaves room for a loaded machine.
+ */
+const DRIVER_STALE_AFTER_MS = 10_000;
+
+/**
+ * The embedded default backend: everything happens on the worker's machine. A datastore is a registered local root
+ * folder, a dataset version is an immutable manifest of it, and a job is a detached job driver process running the
+ * entry script with Azure ML parallel-run semantics.
+ */
+export class LocalBackend implements ScoringBackend {
+  readonly name = 'local' as const;
+  private readonly workspace: LocalWorkspace;
+  private readonly secrets: LocalSecretSource;
+  private readonly pythonExecutable: string;
+  private readonly defaultProcessCount: number;
+
+  constructor(options: LocalBackendOptions) {
+    this.workspace = new LocalWorkspace(options.workspaceDir);
+    this.secrets = new LocalSecretSource(options.secretsFile);
+    this.pythonExecutable = options.pythonExecutable ?? defaultPythonExecutable();
+    this.defaultProcessCount = options.defaultProcessCount ?? os.availableParallelism();
+  }
+
+  async authenticate(): Promise<AuthenticateResult> {
+    await this.workspace.ensureWritable();
+    return { identity: `${os.userInfo().username}@${os.hostname()}`, workspace: this.workspace.root };
+  }
+
+  async checkVaultAccess(input: CheckVaultInput): Promise<CheckVaultResult> {
+    const missing = await this.secrets.findMissing(input.secretNames);
+    if (missing.length > 0) {
+      const where = missing.map((name) => `${LocalSecretSource.environmentVariableFor(name)}`).join(', ');
+      throw new StageError(
+        'NotFound',
+        `secret ${missing.map((name) => `"${name}"`).join(', ')} not found in the local secret source: ` +
+          `add it to ${this.secrets.secretsFile} (a JSON object of name to value) or set ${where}`,
+        { missing, vault: this.secrets.secretsFile },
+      );
+    }
+    return { vault: this.secrets.secretsFile, secretsChecked: input.secretNames.length };
+  }
+
+  async ensureDatastore(input: EnsureDatastoreInput): Promise<DatastoreRef> {
+    const root = path.resolve(input.inputFolder);
+    const info = await stat(root).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') {
+        throw new StageError('NotFound', `input folder ${root} does not exist; check inputFolder`, { inputFolder: root });
+      }
+      throw error;
+    });
+    if (!info.isDirectory()) {
+      throw new StageError('InvalidInput', `inputFolder ${root} is a file, not a folder; give the folder that holds the files`, {
+        inputFolder: root,
+      });
+    }
+    return this.workspace.registerDatastore(root);
+  }
+
+  async registerDataset(input: RegisterDatasetInput, reportProgress: (filesListed: number) => void): Promise<DatasetRef> {
+    const root = input.datastore.root;
+    const datasetName = LocalWorkspace.datasetNameFor(root);
+    const datasetDir = this.workspace.datasetDir(datasetName);
+    await mkdir(datasetDir, { recursive: true });
+
+    const draft = temporarySibling(path.join(datasetDir, 'manifest.jsonl'));
+    try {
+      const summary = await writeManifest(root, draft, reportProgress);
+      const version = summary.sha256.slice(0, 16);
+      const versionDir = path.join(datasetDir, version);
+      const manifestPath = path.join(versionDir, 'manifest.jsonl');
+
+      // A version is immutable: the same content hashes to the same version, so an existing one is reused as is.
+      const created = !(await pathExists(manifestPath));
+      if (created) {
+        await mkdir(versionDir, { recursive: true });
+        await writeFile(
+          path.join(versionDir, 'asset.json'),
+          `${JSON.stringify({ name: datasetName, version, type: 'uri_folder', path: root, ...summary }, null, 2)}\n`,
+        );
+        await rename(draft, manifestPath);
+      }
+      return {
+        datasetName,
+        version,
+        manifestLocation: manifestPath,
+        manifestSha256: summary.sha256,
+        itemCount: summary.itemCount,
+        totalBytes: summary.totalBytes,
+        inputRoot: root,
+        created,
+      };
+    } finally {
+      await rm(draft, { force: true });
+    }
+  }
+
+  async submitScoringJob(input: SubmitJobInput): Promise<JobRef> {
+    const jobName = LocalWorkspace.jobNameFor(input.workflowId, input.submission);
+    const jobFolder = this.workspace.jobDir(jobName);
+    const codeDirectory = input.settings.codeDirectory ?? path.join(projectRoot(), 'scoring');
+    await checkEntryScript(this.pythonExecutable, codeDirectory, input.settings.entryScript);
+
+    const spec: LocalJobSpec = {
+      jobName,
+      manifestPath: input.dataset.manifestLocation,
+      inputRoot: input.dataset.inputRoot,
+      codeDirectory,
+      entryScript: input.settings.entryScript,
+      programArguments: input.settings.programArguments,
+      miniBatchSize: input.settings.miniBatchSize,
+      processCount: input.settings.processCount ?? this.defaultProcessCount,
+      runInvocationTimeout: input.settings.runInvocationTimeout,
+      maxRetries: input.settings.maxRetries,
+      errorThreshold: input.settings.errorThreshold,
+      miniBatchErrorThreshold: input.settings.miniBatchErrorThreshold,
+      outputAction: input.settings.outputAction,
+      appendRowFileName: input.settings.appendRowFileName,
+      pythonExecutable: this.pythonExecutable,
+      environment: { AMLBATCH_SECRETS_FILE: this.secrets.secretsFile },
+    };
+    const attached = await pathExists(path.join(jobFolder, 'job.json'));
+    await startLocalJob(jobFolder, spec);
+    return { jobName, attached };
+  }
+
+  async waitForJob(input: WaitForJobInput, options: WaitOptions): Promise<JobOutcome> {
+    const jobFolder = this.workspace.jobDir(input.jobName);
+    for (;;) {
+      const status = await readLocalJobStatus(jobFolder);
+      options.onPoll({ jobName: input.jobName, status: status.state, progress: status.progress });
+
+      if (status.state === 'Completed') return { jobName: input.jobName, status: 'Completed', progress: status.progress };
+      if (status.state === 'Failed') throw jobFailedError(status);
+      if (status.state === 'Canceled') {
+        throw new StageError('JobCanceled', `job ${input.jobName} was canceled outside this batch`, { jobName: input.jobName });
+      }
+      if (this.isCrashed(status) && !(await isLocalJobDriverAlive(jobFolder))) {
+        // The driver died with the machine or was killed; a new one resumes from its journal without redoing work.
+        const spec = JSON.parse(await readFile(path.join(jobFolder, 'job.json'), 'utf8')) as LocalJobSpec;
+        await startLocalJob(jobFolder, spec);
+      }
+
+      try {
+        await sleepUnlessAborted(options.pollIntervalMs, options.signal);
+      } catch (abortReason) {
+        if (options.isCancelRequested()) await cancelLocalJob(jobFolder);
+        throw abortReason;
+      }
+    }
+  }
+
+  async collectResults(input: CollectResultsInput): Promise<CollectedResults> {
+    const resultsFolder = input.resultsFolder ?? this.workspace.resultsDir(input.workflowId);
+    await mkdir(resultsFolder, { recursive: true });
+    if (input.outputAction === 'summary_only') {
+      return { resultsFolder, rowCount: 0, failedRowCount: 0 };
+    }
+
+    const jobFolder = this.workspace.jobDir(input.jobName);
+    const source = path.join(jobFolder, 'outputs', input.appendRowFileName);
+    const destination = path.join(resultsFolder, input.appendRowFileName);
+    if (!(await pathExists(source))) {
+      throw new StageError('NotFound', `job ${input.jobName} has no output file ${source}; the job wrote no rows`, {
+        jobName: input.jobName,
+      });
+    }
+
+    const draft = temporarySibling(destination);
+    try {
+      const counts = await copyAndCountRows(createReadStream(source), draft);
+      if (await pathExists(destination)) {
+        // A retried collect finds its own earlier copy; anything else there belongs to someone and is kept.
+        const existing = await sha256OfFile(destination);
+        if (existing !== counts.sha256) {
+          throw new StageError(
+            'Conflict',
+            `results file ${destination} already exists with other content; choose an empty resultsFolder or move the file`,
+            { resultsFile: destination },
+          );
+        }
+      } else {
+        await rename(draft, destination);
+      }
+      return {
+        resultsFolder,
+        resultsFile: destination,
+        rowCount: counts.rows,
+        failedRowCount: counts.failedRows,
+        resultsSha256: counts.sha256,
+      };
+    } finally {
+      await rm(draft, { force: true });
+    }
+  }
+
+  private isCrashed(status: LocalJobStatus): boolean {
+    return Date.now() - Date.parse(status.updatedAt) > DRIVER_STALE_AFTER_MS;
+  }
+}
+
+function jobFailedError(status: LocalJobStatus): StageError {
+  const reason = status.error?.message ?? 'the job driver reported no reason';
+  const { itemsFailed, miniBatchesFailed } = status.progress;
+  return new StageError('JobFailed', `job ${status.jobName} failed: ${reason}`, {
+    jobName: status.jobName,
+    itemsFailed,
+    miniBatchesFailed,
+    ...(status.error?.traceback ? { traceback: status.error.traceback } : {}),
+  });
+}
+

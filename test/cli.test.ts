@@ -1,0 +1,135 @@
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { freePort } from '../common/dev-server';
+import { compiledModulePath } from '../common/project-paths';
+import { SAMPLE_FOLDER, createLocalHarness, readRows } from './support/local-batch';
+import { connectToSharedDevServer } from './support/temporal-env';
+
+// The `amlbatch` CLI as users run it: the compiled program in a child process, against the shared dev server.
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], environment: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [compiledModulePath('client/cli'), ...args],
+      { env: { ...process.env, ...environment }, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+let env: TestWorkflowEnvironment;
+
+beforeAll(async () => {
+  env = await connectToSharedDevServer();
+});
+
+afterAll(async () => {
+  await env?.teardown();
+});
+
+describe('amlbatch CLI', () => {
+  test('unreachable server gives a clear message', async () => {
+    const port = await freePort();
+
+    const result = await runCli(['status', 'any-id'], { TEMPORAL_ADDRESS: `127.0.0.1:${port}` });
+
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain(`cannot reach the Temporal server at 127.0.0.1:${port}`);
+    expect(result.stderr).toContain('TEMPORAL_ADDRESS');
+  });
+
+  test('unknown workflow id gives a clear message', async () => {
+    const result = await runCli(['status', 'no-such-batch-id']);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('no batch with workflow id "no-such-batch-id" in namespace "default"');
+  });
+
+  test('missing folder is rejected before anything starts', async () => {
+    const folder = path.join(os.tmpdir(), `amlbatch-nowhere-${Date.now()}`);
+
+    const result = await runCli(['score', folder]);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`input folder ${folder} does not exist`);
+  });
+
+  test('non-JSON input file is rejected', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'amlbatch-input-')), 'input.json');
+    writeFileSync(file, '{"inputFolder": ');
+
+    const result = await runCli(['score', '--input-file', file]);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--input-file ${file} is not valid JSON`);
+  });
+
+  test('invalid input field is rejected with its name', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'amlbatch-input-')), 'input.json');
+    writeFileSync(file, JSON.stringify({ inputFolder: SAMPLE_FOLDER, outputAction: 'append' }));
+
+    const result = await runCli(['score', '--input-file', file]);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('outputAction = "append" is not allowed; expected one of "append_row", "summary_only"');
+  });
+
+  test('score, status, results and list work on one batch', async () => {
+    const harness = await createLocalHarness(env);
+    const folder = mkdtempSync(path.join(os.tmpdir(), 'amlbatch-cli-'));
+    const sampleFiles = readdirSync(path.join(SAMPLE_FOLDER, '3')).slice(0, 5);
+    for (const file of sampleFiles) copyFileSync(path.join(SAMPLE_FOLDER, '3', file), path.join(folder, `three, "${file}"`));
+    const cliEnvironment = { AMLBATCH_TASK_QUEUE: harness.config.taskQueue };
+    const workflowId = `cli-${Date.now()}`;
+
+    const scored = await harness.worker.runUntil(
+      runCli(['score', folder, '--workflow-id', workflowId, '--wait', '--mini-batch-size', '2'], cliEnvironment),
+    );
+    expect(scored.stderr).not.toContain('amlbatch:');
+    expect(scored.code).toBe(0);
+    expect(scored.stdout).toContain(`Started batch ${workflowId}`);
+    expect(scored.stdout).toContain(`Temporal UI: http://localhost:8233/namespaces/default/workflows/${workflowId}`);
+    expect(scored.stdout).toContain('"itemsScored": 5');
+
+    const status = await runCli(['status', workflowId]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`Batch ${workflowId}: COMPLETED`);
+
+    const printed = await runCli(['results', workflowId]);
+    expect(printed.code).toBe(0);
+    const printedRows = printed.stdout.trim().split('\n').map((line) => JSON.parse(line) as { path: string });
+    expect(printedRows.map((row) => row.path).sort()).toEqual(sampleFiles.map((file) => `three, "${file}"`).sort());
+
+    const csvFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'amlbatch-csv-')), 'rows.csv');
+    const exported = await runCli(['results', workflowId, '--format', 'csv', '--output', csvFile]);
+    expect(exported.code).toBe(0);
+    const csvLines = readFileSync(csvFile, 'utf8').trim().split('\n');
+    expect(csvLines[0]).toBe('path,label,confidence');
+    expect(csvLines).toHaveLength(6);
+    expect(csvLines[1]).toMatch(/^"three, ""[^"]+""",3,/);
+
+    const again = await runCli(['results', workflowId, '--format', 'csv', '--output', csvFile]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`${csvFile} already exists`);
+
+    const listed = await runCli(['list', '--limit', '100']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(`${workflowId}\tCOMPLETED`);
+
+    const resultsFile = JSON.parse((await runCli(['results', workflowId, '--summary'])).stdout).resultsFile as string;
+    expect(readRows(resultsFile)).toHaveLength(5);
+  });
+});

@@ -1,0 +1,87 @@
+import type { ScoringBackend, WaitOptions } from '../../activities/backends/backend';
+import type { DatasetRef, JobProgress } from '../../activities/types';
+
+export type StageMethod = Exclude<keyof ScoringBackend, 'name'>;
+
+/**
+ * An in-memory backend for workflow tests: every stage succeeds with small fixed results unless a test sets
+ * `failures[stage]` to a list of errors to throw, one per call, before succeeding. `calls` counts each stage's calls.
+ */
+export class FakeBackend implements ScoringBackend {
+  readonly name = 'local' as const;
+  readonly calls: Record<StageMethod, number> = {
+    authenticate: 0,
+    checkVaultAccess: 0,
+    ensureDatastore: 0,
+    registerDataset: 0,
+    submitScoringJob: 0,
+    waitForJob: 0,
+    collectResults: 0,
+  };
+  readonly failures: Partial<Record<StageMethod, Error[]>> = {};
+  itemCount = 3;
+
+  private async enter(stage: StageMethod): Promise<void> {
+    this.calls[stage] += 1;
+    const next = this.failures[stage]?.shift();
+    if (next) throw next;
+    return Promise.resolve();
+  }
+
+  async authenticate() {
+    await this.enter('authenticate');
+    return { identity: 'tester@host', workspace: '/fake' };
+  }
+
+  async checkVaultAccess() {
+    await this.enter('checkVaultAccess');
+    return { vault: '/fake/secrets.json', secretsChecked: 1 };
+  }
+
+  async ensureDatastore() {
+    await this.enter('ensureDatastore');
+    return { datastoreName: 'local_fake', root: '/fake/data', created: true };
+  }
+
+  async registerDataset(): Promise<DatasetRef> {
+    await this.enter('registerDataset');
+    return {
+      datasetName: 'data-fake',
+      version: 'v1',
+      manifestLocation: '/fake/manifest.jsonl',
+      manifestSha256: 'ab'.repeat(32),
+      itemCount: this.itemCount,
+      totalBytes: 30,
+      inputRoot: '/fake/data',
+      created: true,
+    };
+  }
+
+  async submitScoringJob() {
+    await this.enter('submitScoringJob');
+    return { jobName: 'job-fake-1', attached: false };
+  }
+
+  async waitForJob(_input: unknown, options: WaitOptions) {
+    await this.enter('waitForJob');
+    const progress = this.progress();
+    options.onPoll({ jobName: 'job-fake-1', status: 'Completed', progress });
+    return { jobName: 'job-fake-1', status: 'Completed' as const, progress };
+  }
+
+  async collectResults() {
+    await this.enter('collectResults');
+    return { resultsFolder: '/fake/results', resultsFile: '/fake/results/rows.txt', rowCount: this.itemCount, failedRowCount: 0 };
+  }
+
+  private progress(): JobProgress {
+    return {
+      miniBatchesTotal: 1,
+      miniBatchesSucceeded: 1,
+      miniBatchesFailed: 0,
+      itemsTotal: this.itemCount,
+      itemsSucceeded: this.itemCount,
+      itemsFailed: 0,
+    };
+  }
+}
