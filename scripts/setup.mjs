@@ -27,6 +27,12 @@ function run(command, args, options = {}) {
   }
 }
 
+function withoutKey(object, key) {
+  const copy = { ...object };
+  delete copy[key];
+  return copy;
+}
+
 function hashFiles(files) {
   const hash = createHash('sha256');
   for (const file of files) hash.update(file).update(readFileSync(path.join(root, file)));
@@ -74,7 +80,8 @@ if (!existsSync(model) || !existsSync(sampleDir) || !existsSync(secretsFile) || 
   run(venvPython, ['-m', 'amlbatch_scoring.train', '--output-dir', path.join(root, 'scoring', 'model'),
     '--sample-dir', sampleDir, '--create-key'], {
     cwd: path.join(root, 'scoring'),
-    env: { ...process.env, AMLBATCH_SECRETS_FILE: secretsFile },
+    // The sample's key lives in the local secret source, so a Key Vault configured for batches must not be used here.
+    env: { ...withoutKey(process.env, 'AMLBATCH_KEY_VAULT_URL'), AMLBATCH_SECRETS_FILE: secretsFile },
   });
 }
 step('ready');

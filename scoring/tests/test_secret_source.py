@@ -14,7 +14,6 @@ from amlbatch_scoring import secret_source
 from amlbatch_scoring.secret_source import (
     InvalidSecretError,
     InvalidSecretsFileError,
-    KeyVaultNotAvailableError,
     SecretNotFoundError,
     get_secret,
     locate_secret,
@@ -60,29 +59,6 @@ def test_default_file_is_relative_to_working_directory(tmp_path, monkeypatch):
 
     assert get_secret("api-key") == FILE_VALUE
     assert secret_source.secrets_file_path() == tmp_path / ".amlbatch" / "secrets.json"
-
-
-def test_key_vault_comes_first(isolated_secrets, monkeypatch):
-    monkeypatch.setenv("AMLBATCH_KEY_VAULT_URL", "https://example-vault.vault.azure.net/")
-    monkeypatch.setenv("AMLBATCH_SECRET_API_KEY", ENVIRONMENT_VALUE)
-    write_secrets_file(isolated_secrets, {"api-key": FILE_VALUE})
-
-    with pytest.raises(KeyVaultNotAvailableError) as error:
-        get_secret("api-key")
-
-    message = str(error.value)
-    assert "Key Vault secret reading is not available in this version" in message
-    assert "Unset AMLBATCH_KEY_VAULT_URL" in message
-    assert "https://example-vault.vault.azure.net/" in message
-    assert ENVIRONMENT_VALUE not in message
-    assert FILE_VALUE not in message
-
-
-def test_key_vault_blocks_existence_check(monkeypatch):
-    monkeypatch.setenv("AMLBATCH_KEY_VAULT_URL", "https://example-vault.vault.azure.net/")
-
-    with pytest.raises(KeyVaultNotAvailableError):
-        secret_exists("api-key")
 
 
 def test_missing_secret_names_every_place(isolated_secrets, monkeypatch):

@@ -1,5 +1,7 @@
 import type { DevServer } from '../../common/dev-server';
+import type { AzureTestServers } from './azure-test-servers';
 
 export default async function globalTeardown(): Promise<void> {
-  await (globalThis as { amlbatchDevServer?: DevServer }).amlbatchDevServer?.stop();
+  const state = globalThis as { amlbatchDevServer?: DevServer; amlbatchAzureTestServers?: AzureTestServers };
+  await Promise.all([state.amlbatchDevServer?.stop(), state.amlbatchAzureTestServers?.stop()]);
 }
