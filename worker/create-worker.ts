@@ -1,5 +1,8 @@
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import path from 'node:path';
+import { AzureBackend } from '../activities/backends/azure/azure-backend';
+import { loadAzureEndpoints } from '../activities/backends/azure/clients';
 import { LocalBackend } from '../activities/backends/local/local-backend';
 import type { BackendRegistry } from '../activities/backends/registry';
 import type { AmlbatchConfig } from '../common/config';
@@ -39,7 +42,18 @@ export async function createBatchWorker(options: BatchWorkerOptions): Promise<Wo
   });
 }
 
-/** The backends every worker offers: `local`. */
-export function createDefaultBackends(config: AmlbatchConfig): BackendRegistry {
-  return { local: new LocalBackend({ workspaceDir: config.localWorkspaceDir, secretsFile: config.secretsFile }) };
+/**
+ * The backends every worker offers: `local`, and `azure` configured from `AMLBATCH_AZURE_*` and `AZURE_*` variables.
+ * The Azure credential is only used when a batch asks for the Azure backend, so a worker without Azure settings
+ * runs local batches as before and fails Azure ones at the authenticate stage with the missing variables named.
+ */
+export function createDefaultBackends(config: AmlbatchConfig, environment: NodeJS.ProcessEnv = process.env): BackendRegistry {
+  return {
+    local: new LocalBackend({ workspaceDir: config.localWorkspaceDir, secretsFile: config.secretsFile }),
+    azure: new AzureBackend({
+      endpoints: loadAzureEndpoints(environment),
+      resultsRoot: path.join(config.localWorkspaceDir, 'results'),
+      environment,
+    }),
+  };
 }

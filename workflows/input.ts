@@ -260,9 +260,6 @@ export function validateBatchInput(raw: unknown): ResolvedBatchInput {
     problems.push({ field: 'resultsFolder', value: resultsFolder, allowed: 'an absolute folder path on the worker machine' });
   }
   const azure = backend === 'azure' ? validateAzureSettings(input.azure, problems) : undefined;
-  if (backend === 'azure') {
-    problems.push({ field: 'backend', value: backend, allowed: '"local": the Azure backend is not available in this version' });
-  }
   if (backend !== 'azure' && input.azure !== undefined) {
     problems.push({ field: 'azure', value: input.azure, allowed: 'no "azure" settings unless backend is "azure"' });
   }
