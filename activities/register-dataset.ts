@@ -1,28 +1,31 @@
-import { heartbeat, log } from '@temporalio/activity';
+import { log } from '@temporalio/activity';
 import { classifyFailures } from './errors';
+import { withHeartbeats } from './heartbeat';
 import { selectBackend } from './backends/registry';
 import type { ActivityDependencies } from './dependencies';
 import type { DatasetRef, RegisterDatasetInput } from './types';
 
 /**
  * Stage 4: lists the input folder into a manifest and registers it as a dataset version. The manifest stays in
- * storage; only its location, hash and counts are returned. Heartbeats while listing, so a huge folder is not
- * mistaken for a stuck activity.
+ * storage; only its location, hash and counts are returned. Heartbeats while listing, with the count of files
+ * listed so far, so a huge folder is not mistaken for a stuck activity.
  */
 export function createRegisterDataset(deps: ActivityDependencies) {
   return async function registerDataset(input: RegisterDatasetInput): Promise<DatasetRef> {
-    return classifyFailures(async () => {
-      const dataset = await selectBackend(deps.backends, input.backend).registerDataset(input, (filesListed) =>
-        heartbeat({ filesListed }),
-      );
-      log.info('Dataset registered', {
-        backend: input.backend,
-        datasetName: dataset.datasetName,
-        version: dataset.version,
-        itemCount: dataset.itemCount,
-        created: dataset.created,
-      });
-      return dataset;
-    });
+    return withHeartbeats((keepalive) =>
+      classifyFailures(async () => {
+        const dataset = await selectBackend(deps.backends, input.backend).registerDataset(input, (filesListed) =>
+          keepalive.beat({ filesListed }),
+        );
+        log.info('Dataset registered', {
+          backend: input.backend,
+          datasetName: dataset.datasetName,
+          version: dataset.version,
+          itemCount: dataset.itemCount,
+          created: dataset.created,
+        });
+        return dataset;
+      }),
+    );
   };
 }

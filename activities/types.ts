@@ -24,9 +24,9 @@ export interface StageInput {
 }
 
 export interface AuthenticateResult {
-  /** Who the stages act as: the local user, or the Azure principal. */
+  /** Principal the stages act as: the local user, or the Azure principal. */
   identity: string;
-  /** Where the batch's assets live: the local workspace folder or the Azure ML workspace's resource id. */
+  /** Location of the batch's assets: the local workspace folder or the Azure ML workspace's resource id. */
   workspace: string;
   /** Azure backend: the resolved workspace and the Key Vault the batch's secrets live in. */
   azure?: { workspace: AzureWorkspaceRef; keyVaultUrl: string };
@@ -64,7 +64,7 @@ export interface DatasetRef {
   datasetName: string;
   /** Derived from the manifest's hash, so the same folder content always gives the same version. */
   version: string;
-  /** Where the manifest is stored: a local file path or a blob URL. */
+  /** Location of the stored manifest: a local file path or a blob URL. */
   manifestLocation: string;
   manifestSha256: string;
   itemCount: number;

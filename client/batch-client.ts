@@ -1,18 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import {
+  CancelledFailure,
   Client,
   Connection,
   WorkflowFailedError,
   WorkflowNotFoundError,
   defaultPayloadConverter,
+  isGrpcServiceError,
   type WorkflowExecutionDescription,
   type WorkflowExecutionStatusName,
 } from '@temporalio/client';
-import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { WORKFLOW_TYPE, workflowUiLink, type AmlbatchConfig } from '../common/config';
-import type { JobPoll } from '../activities/backends/backend';
+import { WORKFLOW_TYPE, loadTemporalConnectConfig, workflowUiLink, type AmlbatchConfig } from '../common/config';
+import type { WaitHeartbeat } from '../activities/wait-for-job';
 import { validateBatchInput, type BatchScoringInput } from '../workflows/input';
-import type { BatchStatus, BatchSummary } from '../workflows/summary';
+import { abortSignal, retrySignal, statusQuery } from '../workflows/messages';
+import { applyCorrections } from '../workflows/operator-retry';
+import { AMLBATCH_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import type { BatchStatus, BatchSummary, PendingFailure } from '../workflows/summary';
+
+/** gRPC status codes (grpc/grpc doc/statuscodes.md) of a server that does not let this client list search attributes. */
+const GRPC_PERMISSION_DENIED = 7;
+const GRPC_UNIMPLEMENTED = 12;
 
 /** Thrown by `BatchClient.connect` when no Temporal server answers at the configured address. */
 export class TemporalUnreachableError extends Error {
@@ -26,6 +34,36 @@ export class TemporalUnreachableError extends Error {
       { cause },
     );
     this.name = 'TemporalUnreachableError';
+  }
+}
+
+/**
+ * Thrown by `BatchClient.start` when the namespace lacks amlbatch's search attributes, which a batch cannot run
+ * without: its first workflow task would fail until they are registered.
+ */
+export class SearchAttributesMissingError extends Error {
+  constructor(
+    readonly missing: string[],
+    readonly namespace: string,
+  ) {
+    super(
+      `namespace "${namespace}" lacks the search attribute${missing.length > 1 ? 's' : ''} ${missing.join(', ')} that batches upsert; ` +
+        `register ${missing.length > 1 ? 'them' : 'it'} with ${missing
+          .map((name) => `\`temporal operator search-attribute create --namespace ${namespace} --name ${name} --type Keyword\``)
+          .join(' and ')}`,
+    );
+    this.name = 'SearchAttributesMissingError';
+  }
+}
+
+/** Thrown by `retry` and `abort` when the batch has no stage waiting for an operator. */
+export class NoPendingFailureError extends Error {
+  constructor(
+    readonly workflowId: string,
+    state: string,
+  ) {
+    super(`batch ${workflowId} has no failed stage waiting for an operator (it is ${state}); see \`amlbatch status ${workflowId}\``);
+    this.name = 'NoPendingFailureError';
   }
 }
 
@@ -48,9 +86,13 @@ export interface BatchDescription {
   closeTime?: Date;
   /** From the workflow's `status` query; absent when no worker answered it. */
   batch?: BatchStatus;
-  /** The job's latest progress, from the waiting activity's heartbeat. */
-  job?: JobPoll;
-  /** Failure message of a failed batch. */
+  /**
+   * The job's latest progress: from the `waitForJob` activity's heartbeat while it runs, else what the workflow last
+   * saw. Heartbeats reach the server without adding history events, but workflow code cannot read them, so the
+   * client merges them here instead of the workflow signalling itself on every poll.
+   */
+  job?: { jobName: string; status: string; progress: WaitHeartbeat['progress']; observedAt?: string };
+  /** Failure message of a failed batch; `cancelled` for a cancelled one. */
   failure?: string;
 }
 
@@ -72,8 +114,9 @@ export class BatchClient {
 
   /** Connects with the `TEMPORAL_*` settings; throws `TemporalUnreachableError` when the server does not answer. */
   static async connect(config: AmlbatchConfig): Promise<BatchClient> {
-    const { connectionOptions, namespace = 'default' } = loadClientConnectConfig();
-    const address = connectionOptions.address ?? 'localhost:7233';
+    // The same loader as the worker's, so both reject the TLS settings the SDK would silently ignore.
+    const { connectionOptions, namespace } = loadTemporalConnectConfig();
+    const address = connectionOptions.address;
     let connection: Connection;
     try {
       connection = await Connection.connect({ ...connectionOptions, address, connectTimeout: '5 seconds' });
@@ -92,9 +135,13 @@ export class BatchClient {
     await this.connection?.close();
   }
 
-  /** Validates the input locally, then starts a batch. Returns its workflow id and Temporal UI link. */
+  /**
+   * Validates the input locally, checks that the namespace has amlbatch's search attributes, then starts a batch.
+   * Returns its workflow id and Temporal UI link.
+   */
   async start(input: BatchScoringInput, workflowId = newWorkflowId()): Promise<{ workflowId: string; uiLink: string }> {
     validateBatchInput(input);
+    await this.checkSearchAttributes();
     await this.client.workflow.start(WORKFLOW_TYPE, {
       taskQueue: this.config.taskQueue,
       workflowId,
@@ -119,16 +166,74 @@ export class BatchClient {
       ...(description.closeTime ? { closeTime: description.closeTime } : {}),
     };
 
-    if (description.status.name === 'RUNNING') {
-      result.batch = await handle.query<BatchStatus>('status').catch(() => undefined);
-      result.job = findJobPoll(description.raw.pendingActivities ?? []);
-    } else if (description.status.name === 'FAILED') {
+    // A running worker also replays a closed batch to run the query, which shows the batch's undo steps.
+    const batch = await handle.query(statusQuery).catch(() => undefined);
+    if (batch) result.batch = batch;
+    const live = description.status.name === 'RUNNING' ? findJobPoll(description.raw.pendingActivities ?? []) : undefined;
+    if (live) {
+      result.job = { jobName: live.jobName, status: live.status, progress: live.progress, ...(live.polledAt ? { observedAt: live.polledAt } : {}) };
+    } else if (batch?.job && batch.jobName) {
+      result.job = { jobName: batch.jobName, status: batch.job.status, progress: batch.job.progress, observedAt: batch.job.observedAt };
+    }
+    if (description.status.name === 'FAILED' || description.status.name === 'CANCELLED') {
       result.failure = await handle.result().then(
         () => undefined,
         (error: unknown) => failureText(error),
       );
     }
     return result;
+  }
+
+  /** Requests cancellation: the batch stops its job, undoes what it created and ends as cancelled. */
+  async cancel(workflowId: string): Promise<void> {
+    await this.client.workflow
+      .getHandle(workflowId)
+      .cancel()
+      .catch((error: unknown) => this.rethrowNotFound(workflowId, error));
+  }
+
+  /**
+   * Sends `retry` to a batch whose failed stage waits for an operator. `corrections` (a JSON merge patch of input
+   * fields) are validated here first with the workflow's own rules, so a mistake is reported at once. The workflow
+   * validates them again. Returns the failure that was retried.
+   */
+  async retry(workflowId: string, corrections?: Record<string, unknown>): Promise<PendingFailure> {
+    const pending = await this.pendingFailure(workflowId);
+    applyCorrections(pending.stage, pending.failureType, pending.input, corrections);
+    await this.client.workflow.getHandle(workflowId).signal(retrySignal, corrections);
+    return pending;
+  }
+
+  /** Sends `abort` to a batch whose failed stage waits for an operator; the batch then compensates and fails. */
+  async abort(workflowId: string, reason?: string): Promise<PendingFailure> {
+    const pending = await this.pendingFailure(workflowId);
+    await this.client.workflow.getHandle(workflowId).signal(abortSignal, reason !== undefined ? { reason } : {});
+    return pending;
+  }
+
+  private async pendingFailure(workflowId: string): Promise<PendingFailure> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    const batch = await handle.query(statusQuery).catch((error: unknown) => this.rethrowNotFound(workflowId, error));
+    if (!batch.pendingFailure) throw new NoPendingFailureError(workflowId, batch.state ?? 'running');
+    return batch.pendingFailure;
+  }
+
+  /**
+   * Throws `SearchAttributesMissingError` when the namespace lacks one of amlbatch's search attributes. A server
+   * that does not let this client list them (no operator permission) is not checked.
+   */
+  private async checkSearchAttributes(): Promise<void> {
+    let registered: string[];
+    try {
+      const response = await this.client.connection.operatorService.listSearchAttributes({ namespace: this.namespace });
+      registered = Object.keys(response.customAttributes ?? {});
+    } catch (error) {
+      const code: number | undefined = isGrpcServiceError(error) ? error.code : undefined;
+      if (code === GRPC_PERMISSION_DENIED || code === GRPC_UNIMPLEMENTED) return;
+      throw error;
+    }
+    const missing = AMLBATCH_SEARCH_ATTRIBUTES.map(({ name }) => name).filter((name) => !registered.includes(name));
+    if (missing.length > 0) throw new SearchAttributesMissingError(missing, this.namespace);
   }
 
   /** Waits for the batch to end and returns its summary; a failed batch throws with the stage's reason. */
@@ -165,12 +270,12 @@ export class BatchClient {
 type PendingActivities = NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>;
 
 /** Reads the job progress that the `waitForJob` activity reports in its heartbeat details. */
-function findJobPoll(pending: PendingActivities): JobPoll | undefined {
+function findJobPoll(pending: PendingActivities): Partial<WaitHeartbeat> & Pick<WaitHeartbeat, 'jobName' | 'status' | 'progress'> | undefined {
   const waiting = pending.find((activity) => activity.activityType?.name === 'waitForJob');
   const payload = waiting?.heartbeatDetails?.payloads?.[0];
   if (!payload) return undefined;
   try {
-    return defaultPayloadConverter.fromPayload<JobPoll>(payload);
+    return defaultPayloadConverter.fromPayload<WaitHeartbeat>(payload);
   } catch {
     return undefined;
   }
@@ -178,6 +283,7 @@ function findJobPoll(pending: PendingActivities): JobPoll | undefined {
 
 /** The most specific message of a workflow failure: the stage's own reason rather than the SDK's wrappers. */
 export function failureText(error: unknown): string {
+  if (error instanceof WorkflowFailedError && error.cause instanceof CancelledFailure) return 'cancelled';
   const messages: string[] = [];
   let current: unknown = error instanceof WorkflowFailedError ? error.cause : error;
   while (current instanceof Error) {

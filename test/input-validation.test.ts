@@ -26,6 +26,8 @@ describe('validateBatchInput', () => {
       outputAction: 'append_row',
       appendRowFileName: 'parallel_run_step.txt',
       secretNames: ['model-signing-key'],
+      assetsOnFailure: 'keep',
+      operatorRetryTimeout: 86400,
     });
   });
 
@@ -52,6 +54,8 @@ describe('validateBatchInput', () => {
       appendRowFileName: 'rows.txt',
       secretNames: ['a-key'],
       resultsFolder: '/out',
+      assetsOnFailure: 'remove_created',
+      operatorRetryTimeout: 0,
     };
     expect(validateBatchInput(raw)).toEqual(raw);
   });

@@ -1,25 +1,27 @@
-import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { NativeConnection, Runtime } from '@temporalio/worker';
-import { loadConfig } from '../common/config';
+import { NativeConnection, Runtime, type DefaultLogger } from '@temporalio/worker';
+import { loadConfig, loadTemporalConnectConfig, type AmlbatchConfig } from '../common/config';
 import { createBatchWorker } from './create-worker';
 import { createJsonLogger } from './logger';
 
 /**
  * Runs an amlbatch worker until SIGINT or SIGTERM. The Temporal connection comes from `TEMPORAL_*` variables or a
- * `temporal.toml` profile (`@temporalio/envconfig`); amlbatch's own settings from `AMLBATCH_*` (`common/config.ts`).
+ * `temporal.toml` profile (`@temporalio/envconfig`, checked by `loadTemporalConnectConfig`); amlbatch's own settings
+ * from `AMLBATCH_*` (`common/config.ts`).
  */
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createJsonLogger(config.logLevel);
-  // The first SIGINT/SIGTERM starts a graceful shutdown: polling stops, running tasks get shutdownGraceTime.
-  Runtime.install({ logger, shutdownSignals: ['SIGINT', 'SIGTERM'] });
+  installRuntime(config, logger);
 
-  const { connectionOptions, namespace = 'default' } = loadClientConnectConfig();
-  const address = connectionOptions.address ?? 'localhost:7233';
-  logger.info('Connecting to Temporal', { address, namespace, taskQueue: config.taskQueue });
+  const { connectionOptions, namespace, transport } = loadTemporalConnectConfig();
+  const { address } = connectionOptions;
+  // Only flags and names are logged: the API key and certificate contents never reach the log.
+  logger.info('Connecting to Temporal', { address, namespace, taskQueue: config.taskQueue, ...transport });
   const connection = await NativeConnection.connect(connectionOptions).catch((error: Error) => {
     throw new Error(
-      `cannot reach the Temporal server at ${address} (${error.message}); start one with \`npm run demo -- --keep-running\` or set TEMPORAL_ADDRESS`,
+      `cannot reach the Temporal server at ${address} (${error.message}); start one with \`npm run demo -- --keep-running\` ` +
+        'or set TEMPORAL_ADDRESS, and for a secured server TEMPORAL_API_KEY or the TEMPORAL_TLS_* variables',
+      { cause: error },
     );
   });
   try {
@@ -35,6 +37,31 @@ async function main(): Promise<void> {
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * Installs the SDK runtime before any connection exists, with the JSON logger, graceful shutdown on the first
+ * SIGINT/SIGTERM (polling stops, running activities get `shutdownGraceTime`) and, when
+ * `AMLBATCH_METRICS_BIND_ADDRESS` is set, a Prometheus endpoint at `http://<address>/metrics`.
+ */
+function installRuntime(config: AmlbatchConfig, logger: DefaultLogger): void {
+  const { metricsBindAddress } = config;
+  const metrics = metricsBindAddress !== undefined ? { prometheus: { bindAddress: metricsBindAddress } } : undefined;
+  try {
+    Runtime.install({
+      logger,
+      shutdownSignals: ['SIGINT', 'SIGTERM'],
+      ...(metrics !== undefined ? { telemetryOptions: { metrics } } : {}),
+    });
+  } catch (error) {
+    if (metricsBindAddress === undefined) throw error;
+    throw new Error(
+      `cannot serve Prometheus metrics on AMLBATCH_METRICS_BIND_ADDRESS=${metricsBindAddress} (${(error as Error).message}); ` +
+        'choose a free port, or unset the variable to run without metrics',
+      { cause: error },
+    );
+  }
+  if (metricsBindAddress !== undefined) logger.info('Serving Prometheus metrics', { url: `http://${metricsBindAddress}/metrics` });
 }
 
 main().then(

@@ -1,18 +1,24 @@
 import {
   ActivityFailure,
   ApplicationFailure,
-  defineQuery,
+  TimeoutFailure,
   isCancellation,
+  patched,
   proxyActivities,
-  setCurrentDetails,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
+import { RetryState } from '@temporalio/common';
 import type { BatchActivities } from '../activities';
-import type { AzureStageSettings } from '../activities/types';
+import type { AuthenticateResult, AzureStageSettings, DatasetRef, JobOutcome, JobRef, StageInput } from '../activities/types';
+import { BatchTracker } from './batch-status';
+import { Compensations } from './compensations';
 import { InvalidBatchInputError, validateBatchInput, type ResolvedBatchInput } from './input';
-import { STAGE_OPTIONS, STAGE_ORDER, type StageName } from './stage-options';
-import type { BatchStatus, BatchSummary, StageRecord } from './summary';
+import { abortSignal, retrySignal, statusQuery } from './messages';
+import { OperatorGate, type OperatorDecision } from './operator-gate';
+import { OPERATOR_FIXABLE_FAILURES, retrySubmitsNewJob } from './operator-retry';
+import { COMPENSATION_OPTIONS, STAGE_OPTIONS, type StageName } from './stage-options';
+import type { BatchSummary, CompensationRecord } from './summary';
 
 const { authenticate } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.authenticate, summary: 'authenticate' });
 const { checkVaultAccess } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.checkVaultAccess, summary: 'check vault access' });
@@ -21,141 +27,322 @@ const { registerDataset } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.
 const { submitScoringJob } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.submitScoringJob, summary: 'submit scoring job' });
 const { waitForJob } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.waitForJob, summary: 'wait for job' });
 const { collectResults } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.collectResults, summary: 'collect results' });
+const { cancelScoringJob } = proxyActivities<BatchActivities>({ ...COMPENSATION_OPTIONS.cancelScoringJob, summary: 'undo: cancel job' });
+const { deleteDatasetVersion } = proxyActivities<BatchActivities>({
+  ...COMPENSATION_OPTIONS.deleteDatasetVersion,
+  summary: 'undo: delete dataset version',
+});
+const { deleteDatastore } = proxyActivities<BatchActivities>({ ...COMPENSATION_OPTIONS.deleteDatastore, summary: 'undo: delete datastore' });
 
-export const statusQuery = defineQuery<BatchStatus>('status');
+/**
+ * Marks histories written by the workflow code that compensates, waits for operators and upserts search
+ * attributes. Batches recorded before that code (test/histories/*-v1.json) have no marker, so `patched` returns
+ * false while they replay, and they keep their old path. That path has no search attribute upserts, no operator
+ * wait and no compensation activities, because each would add commands their histories do not contain. Remove the
+ * old path with `deprecatePatch` once no batch started before this marker can still be running or replayed.
+ */
+const DURABLE_BATCH_PATCH = 'durable-batch';
 
 /**
  * Scores every file of a folder with a Python entry script as one parallel job, stage by stage: authenticate, check
  * vault access, ensure datastore, register dataset, submit scoring job, wait for the job, collect results.
  *
- * Takes one JSON object (see `BatchScoringInput`), validated before any stage runs; an invalid input fails the
+ * Takes one JSON object (see `BatchScoringInput`), validated before any stage runs. An invalid input fails the
  * workflow at once with an `InvalidInput` failure naming each bad field. Returns a `BatchSummary`.
+ *
+ * A stage that fails for a reason a person can fix waits up to `operatorRetryTimeout` seconds for a `retry` signal
+ * (optionally with corrected input fields) or an `abort` signal. A batch that fails for good or is cancelled undoes
+ * what it created, newest first: it cancels the job and, with `assetsOnFailure: "remove_created"`, deletes the
+ * dataset version and datastore registration it created. A cancelled batch ends as cancelled unless an undo step
+ * failed; then it fails with `CompensationFailed`, so nothing left behind goes unnoticed.
  */
 export async function batchScoring(rawInput: unknown): Promise<BatchSummary> {
   const { workflowId } = workflowInfo();
-  const stages: StageRecord[] = STAGE_ORDER.map((stage) => ({ stage, state: 'pending' }));
-  const status: BatchStatus = { workflowId, backend: 'local', stages };
-  setHandler(statusQuery, () => status, { description: 'Current stage, each stage state and timing, item count and job name' });
+  const tracker = new BatchTracker(workflowId);
+  const gate = new OperatorGate(tracker);
+  setHandler(statusQuery, () => tracker.status, {
+    description: 'State, current stage, each stage state and timing, a failure waiting for an operator, job progress and undo steps',
+  });
+  setHandler(retrySignal, (corrections) => gate.retry(corrections), {
+    description:
+      'Runs the failed stage again. Optional argument: corrected input fields as a JSON merge patch, e.g. {"errorThreshold": 10}; ' +
+      'the status query lists the fields the stage allows',
+  });
+  setHandler(abortSignal, (request) => gate.abort(request), {
+    description: 'Gives up on the failed stage: the batch undoes what it created and fails. Optional argument: {"reason": "..."}',
+  });
 
   let input: ResolvedBatchInput;
   try {
     input = validateBatchInput(rawInput);
   } catch (error) {
     if (error instanceof InvalidBatchInputError) {
-      setCurrentDetails(`**Invalid input**\n\n${error.message}`);
+      tracker.finish('failed', { failure: error.message, note: `**Invalid input**\n\n${error.message}` });
       throw ApplicationFailure.create({ message: error.message, type: 'InvalidInput', nonRetryable: true, details: [error.problems] });
     }
     throw error;
   }
-  status.backend = input.backend;
-  const { backend } = input;
 
-  /** Runs one stage, recording its state and timing for the query, the UI's current details and the summary. */
-  async function runStage<T>(stage: StageName, body: () => Promise<T>): Promise<T> {
-    const record = stages.find((s) => s.stage === stage)!;
-    const started = Date.now();
-    record.state = 'running';
-    record.startedAt = new Date(started).toISOString();
-    status.currentStage = stage;
-    publishDetails(status);
-    try {
-      const result = await body();
-      record.state = 'completed';
-      return result;
-    } catch (error) {
-      if (isCancellation(error)) {
-        record.state = 'failed';
-        record.error = 'cancelled';
-        throw error;
-      }
-      record.state = 'failed';
-      record.error = failureMessage(error);
-      publishDetails(status);
-      throw ApplicationFailure.create({
-        message: `stage ${stage} failed: ${record.error}`,
-        type: 'StageFailed',
-        nonRetryable: true,
-        details: [{ stage, failureType: failureType(error) }],
-        cause: error instanceof Error ? error : undefined,
-      });
-    } finally {
-      record.durationMs = Date.now() - started;
-    }
+  const durable = patched(DURABLE_BATCH_PATCH);
+  tracker.start(input.backend, durable);
+  const run = new BatchRun(workflowId, rawInput as Record<string, unknown>, input, tracker, gate, durable);
+  try {
+    return await run.execute();
+  } catch (error) {
+    throw await run.fail(error);
+  }
+}
+
+/** Thrown by `BatchRun.stage` when a stage failed for good; `fail` turns it into the workflow's failure. */
+class StageFailedError extends Error {
+  constructor(
+    readonly stage: StageName,
+    readonly failure: StageFailure,
+    readonly resolution: 'not_fixable' | 'operator_aborted' | 'operator_timed_out' | 'no_operator_wait',
+    /** The error the stage's activity threw, an `ActivityFailure`, which becomes the workflow failure's cause. */
+    readonly activityError: unknown,
+    readonly abortReason?: string,
+  ) {
+    super(`stage ${stage} failed: ${failure.message}`);
+    this.name = 'StageFailedError';
+  }
+}
+
+/** Thrown by `BatchRun.stage` after an operator retried a failed job: the job loop submits a new job. */
+class NewJobRequested extends Error {
+  constructor() {
+    super('an operator retried a failed job, which needs a new submission');
+    this.name = 'NewJobRequested';
+  }
+}
+
+interface StageFailure {
+  message: string;
+  type: string;
+  /** Whether an operator can fix it, so the stage waits for a `retry` or `abort` signal. */
+  fixable: boolean;
+}
+
+/** One run of the batch: its current input (an operator's retry may correct it), stage results and undo steps. */
+class BatchRun {
+  private readonly saga: Compensations;
+  private auth: AuthenticateResult | undefined;
+
+  constructor(
+    private readonly workflowId: string,
+    private rawInput: Record<string, unknown>,
+    private input: ResolvedBatchInput,
+    private readonly tracker: BatchTracker,
+    private readonly gate: OperatorGate,
+    /** False while replaying a history from before compensation and operator retries (see DURABLE_BATCH_PATCH). */
+    private readonly durable: boolean,
+  ) {
+    this.saga = new Compensations(tracker.compensations, () => tracker.compensationChanged());
   }
 
-  const auth = await runStage('authenticate', () => authenticate({ backend, ...(input.azure ? { azure: input.azure } : {}) }));
-  // Later Azure stages work in the workspace and vault that authentication resolved.
-  const azure: AzureStageSettings | undefined =
-    input.azure && auth.azure ? { ...input.azure, workspace: auth.azure.workspace, keyVaultUrl: auth.azure.keyVaultUrl } : undefined;
-  const context = { backend, ...(azure ? { azure } : {}) };
+  async execute(): Promise<BatchSummary> {
+    const { workflowId, tracker } = this;
 
-  await runStage('checkVaultAccess', () => checkVaultAccess({ ...context, secretNames: input.secretNames }));
-  const datastore = await runStage('ensureDatastore', () => ensureDatastore({ ...context, inputFolder: input.inputFolder }));
-  const dataset = await runStage('registerDataset', () => registerDataset({ ...context, datastore, inputFolder: input.inputFolder }));
-  status.itemsTotal = dataset.itemCount;
-  const datasetSummary = { name: dataset.datasetName, version: dataset.version, manifestSha256: dataset.manifestSha256 };
+    this.auth = await this.stage('authenticate', () => authenticate({ backend: this.input.backend, ...this.azureInput() }));
+    await this.stage('checkVaultAccess', () => checkVaultAccess({ ...this.context(), secretNames: this.input.secretNames }));
 
-  if (dataset.itemCount === 0) {
-    for (const record of stages) if (record.state === 'pending') record.state = 'skipped';
-    status.currentStage = undefined;
-    setCurrentDetails(`**Nothing to score**: ${input.inputFolder} holds no files, so no job was submitted.`);
+    const datastore = await this.stage('ensureDatastore', () => ensureDatastore({ ...this.context(), inputFolder: this.input.inputFolder }));
+    tracker.datastoreEnsured({ name: datastore.datastoreName, created: datastore.created });
+    if (datastore.created) {
+      this.registerAssetUndo('deleteDatastore', datastore.datastoreName, () =>
+        deleteDatastore({ ...this.context(), datastoreName: datastore.datastoreName, root: datastore.root }),
+      );
+    }
+
+    const dataset = await this.stage('registerDataset', () => registerDataset({ ...this.context(), datastore, inputFolder: this.input.inputFolder }));
+    tracker.datasetRegistered({ name: dataset.datasetName, version: dataset.version, created: dataset.created, itemCount: dataset.itemCount });
+    if (dataset.created) {
+      this.registerAssetUndo('deleteDatasetVersion', `${dataset.datasetName}:${dataset.version}`, () =>
+        deleteDatasetVersion({ ...this.context(), datasetName: dataset.datasetName, version: dataset.version }),
+      );
+    }
+    const datasetSummary = { name: dataset.datasetName, version: dataset.version, manifestSha256: dataset.manifestSha256 };
+
+    if (dataset.itemCount === 0) {
+      tracker.skipPendingStages();
+      tracker.finish('completed', { note: `**Nothing to score**: ${this.input.inputFolder} holds no files, so no job was submitted.` });
+      return { workflowId, backend: this.input.backend, outcome: 'nothing_to_score', itemsTotal: 0, itemsScored: 0, itemsFailed: 0, dataset: datasetSummary, stages: tracker.status.stages };
+    }
+
+    const { job, outcome } = await this.runJob(dataset);
+    const input = this.input;
+    const collected = await this.stage('collectResults', () =>
+      collectResults({
+        ...this.context(),
+        jobName: job.jobName,
+        workflowId,
+        ...(input.resultsFolder !== undefined ? { resultsFolder: input.resultsFolder } : {}),
+        outputAction: input.outputAction,
+        appendRowFileName: input.appendRowFileName,
+        dataset,
+        progress: outcome.progress,
+      }),
+    );
+
+    const { progress } = outcome;
+    // With append_row every item without a clean row failed: its mini-batch failed, its row reports an error, or
+    // run() left it out. Azure ML reports no per-item counts, so this is also the only count both backends share.
+    const itemsScored = input.outputAction === 'append_row' ? collected.rowCount - collected.failedRowCount : progress.itemsSucceeded;
+    const itemsFailed = input.outputAction === 'append_row' ? Math.max(0, dataset.itemCount - itemsScored) : progress.itemsFailed;
+    tracker.finish('completed', {
+      note: `**Done**: ${itemsScored} of ${dataset.itemCount} items scored, ${itemsFailed} failed.\n\nResults: \`${collected.resultsFolder}\``,
+    });
     return {
       workflowId,
-      backend,
-      outcome: 'nothing_to_score',
-      itemsTotal: 0,
-      itemsScored: 0,
-      itemsFailed: 0,
+      backend: input.backend,
+      outcome: 'scored',
+      itemsTotal: dataset.itemCount,
+      itemsScored,
+      itemsFailed,
+      outputLocation: collected.resultsFolder,
+      ...(collected.resultsFile !== undefined ? { resultsFile: collected.resultsFile } : {}),
+      ...(collected.resultsSha256 !== undefined ? { resultsSha256: collected.resultsSha256 } : {}),
       dataset: datasetSummary,
-      stages,
+      jobName: job.jobName,
+      miniBatches: { total: progress.miniBatchesTotal, succeeded: progress.miniBatchesSucceeded, failed: progress.miniBatchesFailed },
+      stages: tracker.status.stages,
     };
   }
 
-  const job = await runStage('submitScoringJob', () =>
-    submitScoringJob({ ...context, workflowId, submission: 1, dataset, settings: jobSettings(input) }),
-  );
-  status.jobName = job.jobName;
-  const outcome = await runStage('waitForJob', () => waitForJob({ ...context, jobName: job.jobName }));
-  const collected = await runStage('collectResults', () =>
-    collectResults({
-      ...context,
-      jobName: job.jobName,
-      workflowId,
-      ...(input.resultsFolder !== undefined ? { resultsFolder: input.resultsFolder } : {}),
-      outputAction: input.outputAction,
-      appendRowFileName: input.appendRowFileName,
-      dataset,
-      progress: outcome.progress,
-    }),
-  );
+  /**
+   * Submits the job and waits for it. An operator's retry of a failed job submits a new one, numbered on from the
+   * last, because a failed job cannot resume. Each job's undo step is registered before its submit, so a job that a
+   * lost submit response left running is cancelled too.
+   */
+  private async runJob(dataset: DatasetRef): Promise<{ job: JobRef; outcome: JobOutcome }> {
+    for (let submission = 1; ; submission += 1) {
+      const undo = this.durable
+        ? this.saga.add({
+            action: 'cancelScoringJob',
+            target: `submission ${submission}`,
+            run: async () => describeCancel(await cancelScoringJob({ ...this.context(), workflowId: this.workflowId, submission })),
+          })
+        : undefined;
 
-  const { progress } = outcome;
-  // With append_row every item without a clean row failed: its mini-batch failed, its row reports an error, or
-  // run() left it out. Azure ML reports no per-item counts, so this is also the only count both backends share.
-  const itemsScored =
-    input.outputAction === 'append_row' ? collected.rowCount - collected.failedRowCount : progress.itemsSucceeded;
-  const itemsFailed =
-    input.outputAction === 'append_row' ? Math.max(0, dataset.itemCount - itemsScored) : progress.itemsFailed;
-  status.currentStage = undefined;
-  const summary: BatchSummary = {
-    workflowId,
-    backend,
-    outcome: 'scored',
-    itemsTotal: dataset.itemCount,
-    itemsScored,
-    itemsFailed,
-    outputLocation: collected.resultsFolder,
-    ...(collected.resultsFile !== undefined ? { resultsFile: collected.resultsFile } : {}),
-    ...(collected.resultsSha256 !== undefined ? { resultsSha256: collected.resultsSha256 } : {}),
-    dataset: datasetSummary,
-    jobName: job.jobName,
-    miniBatches: { total: progress.miniBatchesTotal, succeeded: progress.miniBatchesSucceeded, failed: progress.miniBatchesFailed },
-    stages,
-  };
-  setCurrentDetails(
-    `**Done**: ${itemsScored} of ${dataset.itemCount} items scored, ${itemsFailed} failed.\n\nResults: \`${collected.resultsFolder}\``,
-  );
-  return summary;
+      const job = await this.stage('submitScoringJob', () =>
+        submitScoringJob({ ...this.context(), workflowId: this.workflowId, submission, dataset, settings: jobSettings(this.input) }),
+      );
+      if (undo) undo.target = job.jobName;
+      this.tracker.jobSubmitted(job.jobName);
+
+      try {
+        const outcome = await this.stage('waitForJob', () => waitForJob({ ...this.context(), jobName: job.jobName, pollInWindows: true }));
+        this.tracker.jobObserved(outcome.status, outcome.progress);
+        return { job, outcome };
+      } catch (error) {
+        if (error instanceof NewJobRequested) continue;
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * Runs one stage, recording its state and timing. A failure an operator can fix waits for a `retry` or `abort`
+   * signal. A retry runs the stage again with the corrected input. An abort, a timeout or any other failure throws
+   * `StageFailedError`, and a cancellation passes through unchanged.
+   */
+  private async stage<T>(stage: StageName, body: () => Promise<T>): Promise<T> {
+    for (;;) {
+      this.tracker.stageStarted(stage);
+      let error: unknown;
+      try {
+        const result = await body();
+        this.tracker.stageCompleted(stage);
+        return result;
+      } catch (caught) {
+        error = caught;
+      }
+
+      if (isCancellation(error)) {
+        this.tracker.stageCancelled(stage);
+        throw error;
+      }
+      const failure = describeFailure(error);
+      this.tracker.stageFailed(stage, failure);
+      if (!this.durable) throw new StageFailedError(stage, failure, 'no_operator_wait', error);
+      if (!failure.fixable) throw new StageFailedError(stage, failure, 'not_fixable', error);
+      if (this.input.operatorRetryTimeout === 0) throw new StageFailedError(stage, failure, 'no_operator_wait', error);
+
+      let decision: OperatorDecision;
+      try {
+        decision = await this.gate.wait(stage, failure, this.rawInput, this.input.operatorRetryTimeout);
+      } catch (waitError) {
+        if (isCancellation(waitError)) this.tracker.stageCancelled(stage);
+        throw waitError;
+      }
+      if (decision.kind === 'abort') throw new StageFailedError(stage, failure, 'operator_aborted', error, decision.reason);
+      if (decision.kind === 'timed_out') throw new StageFailedError(stage, failure, 'operator_timed_out', error);
+
+      this.rawInput = decision.corrected.raw;
+      this.input = decision.corrected.resolved;
+      if (retrySubmitsNewJob(stage, failure.type)) throw new NewJobRequested();
+    }
+  }
+
+  /**
+   * Turns what `execute` threw into the workflow's outcome, after undoing what the batch created. A cancellation
+   * is rethrown, so the workflow ends as cancelled; a stage failure becomes a non-retryable `StageFailed` failure
+   * whose details list the undo steps. Anything else is a bug in this code and is rethrown untouched, so the
+   * workflow task fails and retries until a fixed worker is deployed.
+   */
+  async fail(error: unknown): Promise<unknown> {
+    const cancelled = isCancellation(error);
+    if (!cancelled && !(error instanceof StageFailedError)) return error;
+    if (!this.durable) return error instanceof StageFailedError ? stageFailure(error, []) : error;
+
+    this.tracker.compensating();
+    const compensations = await this.saga.compensate();
+    const failedSteps = compensations.filter((step) => step.state === 'failed');
+
+    if (cancelled) {
+      if (failedSteps.length === 0) {
+        this.tracker.finish('cancelled', { note: '**Cancelled**: the job was stopped and the undo steps below ran.' });
+        return error;
+      }
+      const message = `batch was cancelled, but ${describeFailedSteps(failedSteps)}`;
+      this.tracker.finish('failed', { failure: message });
+      return ApplicationFailure.create({
+        message,
+        type: 'CompensationFailed',
+        nonRetryable: true,
+        details: [{ compensations }],
+        cause: error instanceof Error ? error : undefined,
+      });
+    }
+
+    const failure = stageFailure(error as StageFailedError, compensations);
+    this.tracker.finish('failed', { failure: failure.message });
+    return failure;
+  }
+
+  /** Registers the undo of an asset this batch created, or records that the asset is kept. */
+  private registerAssetUndo(action: 'deleteDatastore' | 'deleteDatasetVersion', target: string, remove: () => Promise<{ deleted: boolean }>): void {
+    if (!this.durable) return;
+    if (this.input.assetsOnFailure === 'remove_created') {
+      this.saga.add({ action, target, run: async () => ((await remove()).deleted ? 'deleted' : 'already gone') });
+    } else {
+      this.saga.add({ action, target, keptBecause: 'kept: assetsOnFailure is "keep"' });
+    }
+  }
+
+  /** Backend and Azure settings every stage after authentication takes, from the current (possibly corrected) input. */
+  private context(): StageInput {
+    const azure = this.input.azure;
+    const resolved = this.auth?.azure;
+    if (!azure || !resolved) return { backend: this.input.backend, ...this.azureInput() };
+    // Later Azure stages work in the workspace and vault that authentication resolved.
+    const settings: AzureStageSettings = { ...azure, workspace: resolved.workspace, keyVaultUrl: azure.keyVaultUrl ?? resolved.keyVaultUrl };
+    return { backend: this.input.backend, azure: settings };
+  }
+
+  private azureInput(): { azure?: AzureStageSettings } {
+    return this.input.azure ? { azure: this.input.azure } : {};
+  }
 }
 
 function jobSettings(input: ResolvedBatchInput) {
@@ -174,20 +361,50 @@ function jobSettings(input: ResolvedBatchInput) {
   };
 }
 
-/** Shows the stage table in the Temporal UI's "Current Details" panel. */
-function publishDetails(status: BatchStatus): void {
-  const rows = status.stages.map((s) => `| ${s.stage} | ${s.state} | ${s.durationMs !== undefined ? `${s.durationMs} ms` : ''} |`);
-  const header = status.currentStage ? `**Stage**: ${status.currentStage}` : '**Batch**';
-  setCurrentDetails([header, '', '| stage | state | duration |', '| --- | --- | --- |', ...rows].join('\n'));
+/**
+ * Classifies a stage's failure. An operator can fix it when the stage's retries ran out (or its schedule-to-close
+ * time did), or when it failed at once with one of `OPERATOR_FIXABLE_FAILURES`.
+ */
+function describeFailure(error: unknown): StageFailure {
+  if (!(error instanceof ActivityFailure)) {
+    return { message: error instanceof Error ? error.message : String(error), type: 'Error', fixable: false };
+  }
+  const cause = error.cause;
+  const message = cause?.message ?? error.message;
+  const type =
+    cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : cause instanceof TimeoutFailure ? `Timeout${cause.timeoutType ? `:${cause.timeoutType}` : ''}` : 'Error';
+  const exhausted = error.retryState === RetryState.MAXIMUM_ATTEMPTS_REACHED || error.retryState === RetryState.TIMEOUT;
+  return { message, type, fixable: exhausted || OPERATOR_FIXABLE_FAILURES.includes(type) };
 }
 
-/** The innermost message of an activity failure: what the stage itself said, not the SDK's wrapper text. */
-function failureMessage(error: unknown): string {
-  if (error instanceof ActivityFailure && error.cause) return error.cause.message;
-  return error instanceof Error ? error.message : String(error);
+/** Builds the workflow's failure for a stage that failed for good, naming any undo step that failed too. */
+function stageFailure(error: StageFailedError, compensations: CompensationRecord[]): ApplicationFailure {
+  const failedSteps = compensations.filter((step) => step.state === 'failed');
+  const undo = failedSteps.length > 0 ? `; and ${describeFailedSteps(failedSteps)}` : '';
+  return ApplicationFailure.create({
+    message: `${error.message}${undo}`,
+    type: 'StageFailed',
+    nonRetryable: true,
+    details: [
+      {
+        stage: error.stage,
+        failureType: error.failure.type,
+        resolution: error.resolution,
+        ...(error.abortReason !== undefined ? { abortReason: error.abortReason } : {}),
+        compensations,
+      },
+    ],
+    cause: error.activityError instanceof Error ? error.activityError : undefined,
+  });
 }
 
-function failureType(error: unknown): string | undefined {
-  if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) return error.cause.type ?? undefined;
-  return undefined;
+function describeFailedSteps(steps: CompensationRecord[]): string {
+  const list = steps.map((step) => `${step.action} ${step.target} (${step.detail ?? 'no reason given'})`).join(', ');
+  return `undoing it failed: ${list}; clean these up by hand`;
+}
+
+function describeCancel(result: { jobName: string; outcome: string; status?: string }): string {
+  if (result.outcome === 'not_found') return 'no job was created';
+  if (result.outcome === 'canceled') return 'cancelled';
+  return `already ended: ${result.status ?? 'unknown status'}`;
 }

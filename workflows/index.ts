@@ -1,2 +1,3 @@
-// The workflow bundle's entry point: every workflow the worker runs is exported from here.
-export { batchScoring, statusQuery } from './batch-scoring';
+// The workflow bundle's entry point: every workflow the worker runs is exported from here, with its messages.
+export { batchScoring } from './batch-scoring';
+export { abortSignal, retrySignal, statusQuery } from './messages';

@@ -10,6 +10,13 @@ export type Backend = (typeof BACKENDS)[number];
 export const OUTPUT_ACTIONS = ['append_row', 'summary_only'] as const;
 export type OutputActionName = (typeof OUTPUT_ACTIONS)[number];
 
+/**
+ * Choices for the datastore registration and dataset version that a batch created, when it fails for good or is
+ * cancelled. The scoring job is cancelled either way. Assets that existed before the batch are never touched.
+ */
+export const ASSETS_ON_FAILURE = ['keep', 'remove_created'] as const;
+export type AssetsOnFailure = (typeof ASSETS_ON_FAILURE)[number];
+
 /** The placeholder that Azure ML replaces with the mounted input folder inside `program_arguments`. */
 export const INPUT_DATA_PLACEHOLDER = '${{inputs.input_data}}';
 
@@ -100,6 +107,17 @@ export interface BatchScoringInput {
   secretNames?: string[];
   /** Folder that receives the collected rows and `summary.json`. @default `<workspace>/results/<workflow id>` */
   resultsFolder?: string;
+  /**
+   * Whether a batch that fails for good or is cancelled keeps (`keep`) or deletes (`remove_created`) the
+   * datastore registration and dataset version it created. The job is cancelled either way. @default 'keep'
+   */
+  assetsOnFailure?: AssetsOnFailure;
+  /**
+   * Seconds a failed stage waits for an operator's `retry` or `abort` signal before the batch fails; 0 fails at
+   * once. Only failures a person can fix wait (invalid settings, missing secret or folder, permission, conflict,
+   * failed job, retries exhausted). @default 86400 (24 hours)
+   */
+  operatorRetryTimeout?: number;
   /** Required with `backend: "azure"`, rejected otherwise. */
   azure?: AzureBatchSettings;
 }
@@ -123,6 +141,9 @@ export interface ResolvedBatchInput {
   appendRowFileName: string;
   secretNames: string[];
   resultsFolder?: string;
+  assetsOnFailure: AssetsOnFailure;
+  /** Seconds; 0 fails a stage at once. */
+  operatorRetryTimeout: number;
   azure?: AzureBatchSettings;
 }
 
@@ -139,6 +160,8 @@ export const INPUT_DEFAULTS = {
   miniBatchErrorThreshold: -1,
   outputAction: 'append_row' as OutputActionName,
   appendRowFileName: 'parallel_run_step.txt',
+  assetsOnFailure: 'keep' as AssetsOnFailure,
+  operatorRetryTimeout: 24 * 3600,
 };
 
 /** One invalid field: its name, the value received and what is allowed. */
@@ -176,6 +199,8 @@ const KNOWN_FIELDS: ReadonlyArray<keyof BatchScoringInput> = [
   'appendRowFileName',
   'secretNames',
   'resultsFolder',
+  'assetsOnFailure',
+  'operatorRetryTimeout',
   'azure',
 ];
 
@@ -185,6 +210,8 @@ const MAX_PROCESS_COUNT = 256;
 /** Seconds; Azure ML's `retry_settings.timeout` is an int32 of seconds, and a week is far beyond any sane run() call. */
 const MAX_RUN_INVOCATION_TIMEOUT = 7 * 24 * 3600;
 const MAX_RETRIES = 100;
+/** Seconds; a failed stage can wait up to a year for an operator, far beyond any on-call rotation. */
+const MAX_OPERATOR_RETRY_TIMEOUT = 365 * 24 * 3600;
 /** Key Vault secret names: 1 to 127 characters, letters, digits and dashes. */
 const SECRET_NAME_PATTERN = /^[0-9a-zA-Z-]{1,127}$/;
 /** A plain file name: no folder separators, not `.` or `..`, no control characters. */
@@ -259,6 +286,10 @@ export function validateBatchInput(raw: unknown): ResolvedBatchInput {
   if (resultsFolder !== undefined && !resultsFolder.startsWith('/')) {
     problems.push({ field: 'resultsFolder', value: resultsFolder, allowed: 'an absolute folder path on the worker machine' });
   }
+  const assetsOnFailure = check.oneOf('assetsOnFailure', ASSETS_ON_FAILURE, INPUT_DEFAULTS.assetsOnFailure);
+  const operatorRetryTimeout =
+    check.integer('operatorRetryTimeout', 0, MAX_OPERATOR_RETRY_TIMEOUT, 'seconds; 0 fails a stage at once') ??
+    INPUT_DEFAULTS.operatorRetryTimeout;
   const azure = backend === 'azure' ? validateAzureSettings(input.azure, problems) : undefined;
   if (backend !== 'azure' && input.azure !== undefined) {
     problems.push({ field: 'azure', value: input.azure, allowed: 'no "azure" settings unless backend is "azure"' });
@@ -288,6 +319,8 @@ export function validateBatchInput(raw: unknown): ResolvedBatchInput {
     appendRowFileName,
     secretNames,
     ...(resultsFolder !== undefined ? { resultsFolder } : {}),
+    assetsOnFailure,
+    operatorRetryTimeout,
     ...(azure !== undefined ? { azure } : {}),
   };
 }

@@ -1,7 +1,9 @@
+import type { JobProgress } from '../activities/types';
 import type { Backend } from './input';
 import type { StageName } from './stage-options';
 
-export type StageState = 'pending' | 'running' | 'completed' | 'failed' | 'skipped';
+/** `awaiting_operator`: the stage failed and waits for a `retry` or `abort` signal. */
+export type StageState = 'pending' | 'running' | 'completed' | 'failed' | 'awaiting_operator' | 'cancelled' | 'skipped';
 
 /** One stage's state and timing, as shown by the `status` query and in the batch summary. */
 export interface StageRecord {
@@ -9,10 +11,16 @@ export interface StageRecord {
   state: StageState;
   /** ISO 8601 workflow time the stage started. */
   startedAt?: string;
+  /** ISO 8601 workflow time the stage ended. */
+  endedAt?: string;
   /** Milliseconds from start to end, retries included. */
   durationMs?: number;
-  /** Failure message when `state` is `failed`. */
+  /** Failure message when `state` is `failed` or `awaiting_operator`. */
   error?: string;
+  /** Failure type, such as `NotFound`, when `state` is `failed` or `awaiting_operator`. */
+  failureType?: string;
+  /** How many times an operator's `retry` signal ran the stage again. */
+  operatorRetries?: number;
 }
 
 /** The `batchScoring` workflow's result. */
@@ -36,13 +44,65 @@ export interface BatchSummary {
   stages: StageRecord[];
 }
 
-/** What the `status` query returns while the batch runs. */
+/** State of the batch; `compensating` while it undoes what it created after a final failure or cancellation. */
+export type BatchState = 'running' | 'awaiting_operator' | 'compensating' | 'completed' | 'failed' | 'cancelled';
+
+/** A stage failure that waits for an operator's `retry` or `abort` signal. */
+export interface PendingFailure {
+  stage: StageName;
+  failureType: string;
+  message: string;
+  /** ISO 8601 workflow time the stage failed. */
+  since: string;
+  /** ISO 8601 workflow time after which the batch compensates and fails without a signal. */
+  deadline: string;
+  /** Input fields a `retry` signal may correct, as dotted paths. */
+  retryFields: string[];
+  /** True when a retry submits a new job (the job failed) rather than running the stage again. */
+  retrySubmitsNewJob: boolean;
+  /** The batch input the stage ran with; a retry's corrections are merged into it. Holds no secret values. */
+  input: Record<string, unknown>;
+  /** The last `retry` signal that was rejected, and why; the stage keeps waiting. */
+  rejectedRetry?: { at: string; message: string };
+}
+
+/** One undo step of a batch that failed for good or was cancelled. */
+export interface CompensationRecord {
+  action: 'cancelScoringJob' | 'deleteDatasetVersion' | 'deleteDatastore';
+  /** Job name, `dataset:version` or datastore name. */
+  target: string;
+  /** `skipped`: the asset is kept, because `assetsOnFailure` is `keep`. */
+  state: 'pending' | 'running' | 'completed' | 'failed' | 'skipped';
+  /** Outcome of the step, or the reason it failed. */
+  detail?: string;
+}
+
+/** The job's status and progress as the workflow last saw them. */
+export interface JobSnapshot {
+  status: string;
+  progress: JobProgress;
+  /** ISO 8601 workflow time of the observation. */
+  observedAt: string;
+}
+
+/**
+ * Result of the `status` query. `job` is the job as the workflow last saw it. While `waitForJob` runs, the live
+ * progress is in that activity's heartbeat details, which `amlbatch status` and `amlbatch watch` read.
+ */
 export interface BatchStatus {
   workflowId: string;
   backend: Backend;
+  state: BatchState;
   currentStage?: StageName;
   stages: StageRecord[];
   /** Set once the dataset is registered. */
   itemsTotal?: number;
   jobName?: string;
+  dataset?: { name: string; version: string; created: boolean };
+  datastore?: { name: string; created: boolean };
+  job?: JobSnapshot;
+  pendingFailure?: PendingFailure;
+  compensations: CompensationRecord[];
+  /** Failure message once the batch failed. */
+  failure?: string;
 }

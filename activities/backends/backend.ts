@@ -15,6 +15,13 @@ import type {
   JobProgress,
   WaitForJobInput,
 } from '../types';
+import type {
+  CancelJobInput,
+  CancelJobResult,
+  DeleteAssetResult,
+  DeleteDatasetVersionInput,
+  DeleteDatastoreInput,
+} from '../compensation-types';
 import type { Backend } from '../../workflows/input';
 
 /** One observation of a running job. */
@@ -36,6 +43,11 @@ export interface WaitOptions {
   onPoll(poll: JobPoll): void;
 }
 
+export interface CancelOptions {
+  /** Called after every status read while the cancellation completes; the activity heartbeats with it. */
+  onPoll(status: string): void;
+}
+
 /**
  * What a backend does for each stage. The stage activities in `activities/` own the Temporal concerns (failure
  * classification, logging); a backend owns the work. Errors a person must fix are thrown as `StageError`.
@@ -53,4 +65,19 @@ export interface ScoringBackend {
    */
   waitForJob(input: WaitForJobInput, options: WaitOptions): Promise<JobOutcome>;
   collectResults(input: CollectResultsInput): Promise<CollectedResults>;
+
+  /*
+   * Undo steps of a batch that failed for good or was cancelled. Each is idempotent, because its activity may run
+   * again after a crash: a job that already ended and an asset that is already gone count as done.
+   */
+
+  /**
+   * Cancels the job of one submission of the batch and resolves once the job is in a terminal status. A job that
+   * already ended or is finalizing is not cancelled; the call waits for its terminal status.
+   */
+  cancelScoringJob(input: CancelJobInput, options: CancelOptions): Promise<CancelJobResult>;
+  /** Deletes a dataset version that this batch registered. */
+  deleteDatasetVersion(input: DeleteDatasetVersionInput): Promise<DeleteAssetResult>;
+  /** Deletes a datastore registration that this batch created; the storage it points at is not touched. */
+  deleteDatastore(input: DeleteDatastoreInput): Promise<DeleteAssetResult>;
 }

@@ -68,6 +68,8 @@ function azureInput(overrides: Partial<BatchScoringInput> = {}, datastore: Recor
     backend: 'azure',
     miniBatchSize: 20,
     processCount: 2,
+    // Failures end the batch at once instead of waiting for an operator's retry signal.
+    operatorRetryTimeout: 0,
     azure: {
       subscriptionId: emulator.subscriptionId,
       resourceGroup: emulator.resourceGroup,

@@ -1,11 +1,13 @@
 import type { ScoringBackend, WaitOptions } from '../../activities/backends/backend';
+import type { CancelJobInput, DeleteDatasetVersionInput, DeleteDatastoreInput } from '../../activities/compensation-types';
 import type { DatasetRef, JobProgress } from '../../activities/types';
 
 export type StageMethod = Exclude<keyof ScoringBackend, 'name'>;
 
 /**
- * An in-memory backend for workflow tests: every stage succeeds with small fixed results unless a test sets
- * `failures[stage]` to a list of errors to throw, one per call, before succeeding. `calls` counts each stage's calls.
+ * An in-memory backend for workflow tests: every stage and undo step succeeds with small fixed results unless a test
+ * sets `failures[method]` to a list of errors to throw, one per call, before succeeding. `calls` counts each
+ * method's calls and `inputs` keeps the input of each call.
  */
 export class FakeBackend implements ScoringBackend {
   readonly name = 'local' as const;
@@ -17,12 +19,17 @@ export class FakeBackend implements ScoringBackend {
     submitScoringJob: 0,
     waitForJob: 0,
     collectResults: 0,
+    cancelScoringJob: 0,
+    deleteDatasetVersion: 0,
+    deleteDatastore: 0,
   };
+  readonly inputs: Partial<Record<StageMethod, unknown[]>> = {};
   readonly failures: Partial<Record<StageMethod, Error[]>> = {};
   itemCount = 3;
 
-  private async enter(stage: StageMethod): Promise<void> {
+  private async enter(stage: StageMethod, input?: unknown): Promise<void> {
     this.calls[stage] += 1;
+    (this.inputs[stage] ??= []).push(input);
     const next = this.failures[stage]?.shift();
     if (next) throw next;
     return Promise.resolve();
@@ -72,6 +79,21 @@ export class FakeBackend implements ScoringBackend {
   async collectResults() {
     await this.enter('collectResults');
     return { resultsFolder: '/fake/results', resultsFile: '/fake/results/rows.txt', rowCount: this.itemCount, failedRowCount: 0 };
+  }
+
+  async cancelScoringJob(input: CancelJobInput) {
+    await this.enter('cancelScoringJob', input);
+    return { jobName: `job-fake-${input.submission}`, outcome: 'already_ended' as const, status: 'Completed' };
+  }
+
+  async deleteDatasetVersion(input: DeleteDatasetVersionInput) {
+    await this.enter('deleteDatasetVersion', input);
+    return { deleted: true };
+  }
+
+  async deleteDatastore(input: DeleteDatastoreInput) {
+    await this.enter('deleteDatastore', input);
+    return { deleted: true };
   }
 
   private progress(): JobProgress {

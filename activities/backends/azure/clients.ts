@@ -7,7 +7,7 @@ import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, typ
 /** The Azure Resource Manager scope; set explicitly so a custom endpoint (an emulator) does not change it. */
 export const ARM_SCOPE = 'https://management.azure.com/.default';
 
-/** Where the Azure clients connect, read once when the worker starts. Defaults are Azure's public cloud. */
+/** Endpoints and TLS settings of the Azure clients, read once when the worker starts. Defaults are Azure's public cloud. */
 export interface AzureEndpoints {
   /** Azure Resource Manager. Env `AMLBATCH_AZURE_ARM_ENDPOINT`. @default 'https://management.azure.com' */
   armEndpoint: string;
@@ -23,7 +23,7 @@ export interface AzureEndpoints {
    * localhost needs `false`. Env `AMLBATCH_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE`. @default true
    */
   verifyKeyVaultChallengeResource: boolean;
-  /** Retries the Azure SDK makes itself before a stage sees a failure. Env `AMLBATCH_AZURE_HTTP_RETRIES`. @default 3 */
+  /** Retries the Azure SDK makes itself before a stage gets the failure. Env `AMLBATCH_AZURE_HTTP_RETRIES`. @default 3 */
   httpRetries: number;
 }
 
@@ -76,7 +76,7 @@ export class AzureClients {
     return this.endpoints.blobEndpointTemplate.replace('{account}', accountName).replace(/\/+$/, '');
   }
 
-  /** A container client authorised by an account key, a SAS token, or the worker's own identity. */
+  /** Returns a container client authorised by an account key, a SAS token, or the worker's own identity. */
   container(accountName: string, containerName: string, access: BlobAccess): ContainerClient {
     const endpoint = this.blobEndpoint(accountName);
     const options = { retryOptions: { maxTries: this.endpoints.httpRetries + 1 } };
@@ -93,5 +93,5 @@ export class AzureClients {
   }
 }
 
-/** How a blob container is opened. Secrets live only in this object, inside one activity, never in its result. */
+/** Access to a blob container. Secrets live only in this object, inside one activity, never in its result. */
 export type BlobAccess = { kind: 'account_key' | 'sas'; secret: string } | { kind: 'identity' };

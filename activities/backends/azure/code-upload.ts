@@ -24,7 +24,7 @@ export interface CodeUpload {
  */
 export async function uploadCodeFolder(container: ContainerClient, folder: string): Promise<CodeUpload> {
   const files = await listCodeFiles(folder);
-  if (files.length === 0) throw new Error(`code folder ${folder} holds no files`);
+  if (files.length === 0) throw new Error(`code folder ${folder} contains no files; check codeDirectory`);
   const hash = await hashFiles(folder, files);
   const prefix = `LocalUpload/${hash}/${path.basename(folder)}`;
   const codeUri = `${container.url}/${prefix}`;

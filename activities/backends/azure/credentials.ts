@@ -9,7 +9,7 @@ import {
 } from '@azure/identity';
 import { StageError } from '../../errors';
 
-/** Which credential the Azure backend uses: env `AMLBATCH_AZURE_CREDENTIAL`. @default 'default' */
+/** Credential kinds the Azure backend can use, chosen with env `AMLBATCH_AZURE_CREDENTIAL`. @default 'default' */
 export const CREDENTIAL_KINDS = ['default', 'service-principal-secret', 'service-principal-certificate', 'managed-identity', 'azure-cli'] as const;
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 
@@ -31,7 +31,7 @@ export const CREDENTIAL_ENVIRONMENT_VARIABLES = [
   'AZURE_TOKEN_CREDENTIALS',
 ] as const;
 
-/** Builds the credential the environment asks for; a kind whose variables are missing fails with their names. */
+/** Builds the credential the environment selects; a kind whose variables are missing fails with their names. */
 export function createCredential(environment: NodeJS.ProcessEnv = process.env): { credential: TokenCredential; kind: CredentialKind } {
   const kind = (environment.AMLBATCH_AZURE_CREDENTIAL || 'default') as CredentialKind;
   if (!CREDENTIAL_KINDS.includes(kind)) {
@@ -77,7 +77,7 @@ export function createCredential(environment: NodeJS.ProcessEnv = process.env): 
   }
 }
 
-/** The message for a credential that produced no token because nothing configured it. */
+/** Returns the message for a credential that produced no token because nothing configured it. */
 export function noCredentialMessage(kind: CredentialKind, cause: string): string {
   return (
     `no Azure credential configured (${kind}: ${cause}). Configure one of: a service principal with AZURE_TENANT_ID, ` +

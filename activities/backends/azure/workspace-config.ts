@@ -3,7 +3,7 @@ import path from 'node:path';
 import { StageError } from '../../errors';
 import type { AzureWorkspaceRef } from '../../types';
 
-/** Where each workspace field may come from, in order of precedence: the batch input, the environment, the file. */
+/** Environment variables for the workspace fields. Precedence: the batch input, then these, then the config file. */
 export const WORKSPACE_ENVIRONMENT_VARIABLES = {
   subscriptionId: 'AZUREML_SUBSCRIPTION_ID',
   resourceGroup: 'AZUREML_RESOURCE_GROUP',

@@ -1,8 +1,15 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultPythonExecutable, projectRoot } from '../../../common/project-paths';
+import type {
+  CancelJobInput,
+  CancelJobResult,
+  DeleteAssetResult,
+  DeleteDatasetVersionInput,
+  DeleteDatastoreInput,
+} from '../../compensation-types';
 import { StageError } from '../../errors';
 import type {
   AuthenticateResult,
@@ -19,12 +26,12 @@ import type {
   SubmitJobInput,
   WaitForJobInput,
 } from '../../types';
-import type { ScoringBackend, WaitOptions } from '../backend';
+import type { CancelOptions, ScoringBackend, WaitOptions } from '../backend';
 import { checkEntryScript } from '../common/entry-script';
 import { copyAndCountRows, pathExists, sha256OfFile, sleepUnlessAborted } from '../common/files';
 import { temporarySibling, writeManifest } from './manifest';
 import { cancelLocalJob, isLocalJobDriverAlive, readLocalJobStatus, startLocalJob } from './runner/local-job';
-import type { LocalJobSpec, LocalJobStatus } from './runner/job-spec';
+import type { LocalJobSpec, LocalJobState, LocalJobStatus } from './runner/job-spec';
 import { LocalSecretSource } from './secret-source';
 import { LocalWorkspace } from './workspace';
 
@@ -209,6 +216,7 @@ export class LocalBackend implements ScoringBackend {
       });
     }
 
+    await removeStaleDrafts(destination);
     const draft = temporarySibling(destination);
     try {
       const counts = await copyAndCountRows(createReadStream(source), draft);
@@ -237,8 +245,74 @@ export class LocalBackend implements ScoringBackend {
     }
   }
 
+  async cancelScoringJob(input: CancelJobInput, options: CancelOptions): Promise<CancelJobResult> {
+    const jobName = LocalWorkspace.jobNameFor(input.workflowId, input.submission);
+    const jobFolder = this.workspace.jobDir(jobName);
+    if (!(await pathExists(path.join(jobFolder, 'job.json')))) return { jobName, outcome: 'not_found' };
+
+    const before = await readLocalJobStatus(jobFolder);
+    options.onPoll(before.state);
+    if (isTerminalState(before.state)) return { jobName, outcome: 'already_ended', status: before.state };
+
+    for (;;) {
+      // Stops the driver and its Python processes, then waits up to 30 s for the driver to write a terminal status.
+      await cancelLocalJob(jobFolder);
+      const after = await readLocalJobStatus(jobFolder);
+      options.onPoll(after.state);
+      if (isTerminalState(after.state)) {
+        // A job that completed or failed while the cancel was on its way ended by itself.
+        return { jobName, outcome: after.state === 'Canceled' ? 'canceled' : 'already_ended', status: after.state };
+      }
+    }
+  }
+
+  async deleteDatasetVersion(input: DeleteDatasetVersionInput): Promise<DeleteAssetResult> {
+    requirePlainName(input.datasetName, 'datasetName');
+    requirePlainName(input.version, 'version');
+    const datasetDir = this.workspace.datasetDir(input.datasetName);
+    const versionDir = path.join(datasetDir, input.version);
+    if (!(await pathExists(versionDir))) return { deleted: false };
+
+    await rm(versionDir, { recursive: true, force: true });
+    // The dataset's folder goes too once its last version is gone; drafts of a running registration keep it.
+    await rmdir(datasetDir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST' && error.code !== 'ENOENT') throw error;
+    });
+    return { deleted: true };
+  }
+
+  async deleteDatastore(input: DeleteDatastoreInput): Promise<DeleteAssetResult> {
+    requirePlainName(input.datastoreName, 'datastoreName');
+    return { deleted: await this.workspace.removeDatastore(input.datastoreName, input.root) };
+  }
+
   private isCrashed(status: LocalJobStatus): boolean {
     return Date.now() - Date.parse(status.updatedAt) > DRIVER_STALE_AFTER_MS;
+  }
+}
+
+function isTerminalState(state: LocalJobState): boolean {
+  return state === 'Completed' || state === 'Failed' || state === 'Canceled';
+}
+
+/** Rejects asset names that could point outside the workspace, such as `..` or names with a `/`. */
+function requirePlainName(name: string, field: string): void {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name)) {
+    throw new StageError('InvalidInput', `${field} "${name}" is not a local asset name; expected letters, digits, "_", "." and "-"`, {
+      [field]: name,
+    });
+  }
+}
+
+/**
+ * Deletes drafts of `destination` that a crashed collect left behind (`.<name>.<uuid>.tmp` beside it), so a retried
+ * collect leaves only the results file in the results folder.
+ */
+async function removeStaleDrafts(destination: string): Promise<void> {
+  const folder = path.dirname(destination);
+  const prefix = `.${path.basename(destination)}.`;
+  for (const name of await readdir(folder)) {
+    if (name.startsWith(prefix) && name.endsWith('.tmp')) await rm(path.join(folder, name), { force: true });
   }
 }
 

@@ -78,6 +78,31 @@ export class LocalWorkspace {
     return { datastoreName, root, created: true };
   }
 
+  /**
+   * Deletes the registration of datastore `datastoreName` if it still points at `root`, and returns whether it
+   * existed. A registration with another root belongs to someone else and is kept: that is a conflict.
+   */
+  async removeDatastore(datastoreName: string, root: string): Promise<boolean> {
+    const file = path.join(this.root, 'datastores', `${datastoreName}.json`);
+    const existing = await readFile(file, 'utf8').then(
+      (text) => JSON.parse(text) as { root: string },
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return undefined;
+        throw error;
+      },
+    );
+    if (!existing) return false;
+    if (existing.root !== root) {
+      throw new StageError(
+        'Conflict',
+        `datastore ${datastoreName} is registered with root ${existing.root}, not ${root}, so this batch did not create it; it was kept`,
+        { datastoreName, registeredRoot: existing.root, batchRoot: root },
+      );
+    }
+    await rm(file, { force: true });
+    return true;
+  }
+
   /** Names a dataset after its folder, plus a hash of the full path so two folders called `images` stay apart. */
   static datasetNameFor(root: string): string {
     const base = path.basename(root).replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
