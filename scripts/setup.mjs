@@ -84,4 +84,13 @@ if (!existsSync(model) || !existsSync(sampleDir) || !existsSync(secretsFile) || 
     env: { ...withoutKey(process.env, 'AMLBATCH_KEY_VAULT_URL'), AMLBATCH_SECRETS_FILE: secretsFile },
   });
 }
+
+// 5. Chromium for the Temporal Web UI test (test/ui/). Only a hint, because installing it needs root; .ci/run
+// installs it on CI. Printed even with --quiet, because without it that test fails.
+if (!existsSync('/usr/bin/chromium')) {
+  console.error(
+    '[setup] hint: /usr/bin/chromium is missing, so test/ui/temporal-ui.test.ts will fail; on Debian or Ubuntu install ' +
+      'it with `sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium`',
+  );
+}
 step('ready');
