@@ -140,4 +140,25 @@ export interface CollectedResults {
   /** Rows the entry script marked as failed with a non-null `error` field. */
   failedRowCount: number;
   resultsSha256?: string;
+  /** Local copy of the dataset manifest, from which the item ledger is built. */
+  manifestFile?: string;
+  /** Items of mini-batches that failed every attempt, with reasons (local backend). */
+  failureRecordsFile?: string;
+  /** Set once the item ledger is built. */
+  ledger?: LedgerSummary;
+}
+
+/** Counts of the item ledger: every manifest item ends scored, failed or excluded, exactly once. */
+export interface LedgerSummary {
+  /** JSON Lines file with one record per manifest item, next to the results file. */
+  ledgerFile: string;
+  scored: number;
+  failed: number;
+  excluded: number;
+  /** Rows for an item beyond its first (a mini-batch run twice); collapsed to one. */
+  duplicateRows: number;
+  /** Rows whose key is not a manifest item; reported, not merged. */
+  unknownRows: number;
+  /** Failed items by kind and error type, e.g. `row_error UnidentifiedImageError`. */
+  failedByReason: Record<string, number>;
 }

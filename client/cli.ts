@@ -12,7 +12,11 @@ import {
   TemporalUnreachableError,
   type BatchDescription,
 } from './batch-client';
+import type { LedgerCounts } from '../activities/ledger/build-ledger';
+import { failureReasonLabel, readLedger } from '../activities/ledger/ledger-format';
+import type { BatchSummary } from '../workflows/summary';
 import { exportRows, type ExportFormat } from './export-rows';
+import { writeBatchReport } from './report-html';
 import { renderProgressLine } from './progress';
 
 /** Exit codes: 1 for a failed batch or command, 2 for bad usage or input, 3 when Temporal is unreachable. */
@@ -169,6 +173,42 @@ program
   });
 
 program
+  .command('failures')
+  .description("list every failed item of a finished batch, with its reason, from the batch's item ledger")
+  .argument('<workflow-id>')
+  .option('--json', 'print one JSON record per failed item')
+  .action(async (workflowId: string, options: { json?: boolean }) => {
+    await withClient(async (client) => {
+      const ledgerFile = requireLedger(workflowId, await client.result(workflowId));
+      let failed = 0;
+      for await (const record of readLedger(ledgerFile)) {
+        if (record.state !== 'failed') continue;
+        failed += 1;
+        if (options.json) console.log(JSON.stringify({ path: record.path, reason: record.reason }));
+        else console.log(`${record.path}\t${record.reason ? failureReasonLabel(record.reason) : 'no_result'}\t${record.reason?.message ?? ''}`);
+      }
+      if (!options.json) console.error(`${failed} failed items`);
+    });
+  });
+
+program
+  .command('report')
+  .description('write one self-contained HTML page about a finished batch: stages, outcomes, failures and labels')
+  .argument('<workflow-id>')
+  .option('--output <file>', 'HTML file to write (default: report.html in the batch results folder)')
+  .action(async (workflowId: string, options: { output?: string }) => {
+    await withClient(async (client) => {
+      const summary = await client.result(workflowId);
+      const ledgerFile = requireLedger(workflowId, summary);
+      const countsFile = path.join(path.dirname(ledgerFile), 'ledger-counts.json');
+      const counts = JSON.parse(await readFile(countsFile, 'utf8')) as LedgerCounts;
+      const output = path.resolve(process.env.INIT_CWD ?? process.cwd(), options.output ?? path.join(path.dirname(ledgerFile), 'report.html'));
+      await writeBatchReport(output, { summary, progress: [], counts, ledgerPath: ledgerFile });
+      console.log(`Wrote ${output}`);
+    });
+  });
+
+program
   .command('list')
   .description('list recent batches')
   .option('--limit <n>', 'how many batches to show', positiveInteger, 20)
@@ -207,6 +247,17 @@ interface ScoreOptions {
 
 /** Thrown for mistakes the user can fix in the command line or input file; exits with code 2. */
 class UsageError extends Error {}
+
+/** Returns the ledger file of a finished batch, or a usage error saying why the batch has none here. */
+function requireLedger(workflowId: string, summary: BatchSummary): string {
+  if (summary.outcome === 'nothing_to_score') throw new UsageError(`batch ${workflowId} had nothing to score, so it has no items`);
+  const ledgerFile = summary.ledger?.ledgerFile;
+  if (!ledgerFile) throw new UsageError(`batch ${workflowId} has no item ledger; it ran before amlbatch built ledgers`);
+  if (!existsSync(ledgerFile)) {
+    throw new UsageError(`ledger ${ledgerFile} is not on this machine; run the command where the worker runs or copy the results folder`);
+  }
+  return ledgerFile;
+}
 
 /** Merges the input file and the flags into one workflow input, resolving local paths to absolute ones. */
 async function buildInput(folder: string | undefined, options: ScoreOptions): Promise<BatchScoringInput> {

@@ -115,6 +115,13 @@ async function followProgress(client: BatchClient, workflowId: string): Promise<
 async function printSummary(summary: BatchSummary, uiLink: string): Promise<void> {
   console.log('');
   console.log(`Items: ${summary.itemsTotal} total, ${summary.itemsScored} scored, ${summary.itemsFailed} failed`);
+  if (summary.ledger) {
+    const { ledger } = summary;
+    console.log(
+      `Ledger: ${ledger.scored} scored, ${ledger.failed} failed, ${ledger.excluded} excluded, ` +
+        `${ledger.duplicateRows} duplicate rows collapsed, ${ledger.unknownRows} unknown rows (${ledger.ledgerFile})`,
+    );
+  }
   if (summary.resultsFile) {
     console.log(`Accuracy against the folder labels: ${(await sampleAccuracy(summary.resultsFile)).toFixed(3)}`);
     console.log(`Results: ${summary.resultsFile}`);

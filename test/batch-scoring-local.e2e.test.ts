@@ -110,6 +110,13 @@ describe('batchScoring on the local backend', () => {
     expect(summary.itemsTotal).toBe(names.length + 2);
     expect(summary.itemsScored).toBe(names.length);
     expect(summary.itemsFailed).toBe(2);
+
+    // The item ledger has exactly one record per file, keyed by its exact path.
+    const ledger = readFileSync(summary.ledger!.ledgerFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { path: string; state: string });
+    expect(ledger.map((record) => record.path).sort()).toEqual([...names, 'empty.png', 'truncated.png'].sort());
+    expect(ledger.filter((record) => record.state === 'failed').map((record) => record.path).sort()).toEqual(['empty.png', 'truncated.png']);
+    expect(summary.ledger!.duplicateRows).toBe(0);
+    expect(summary.ledger!.unknownRows).toBe(0);
   });
 
   test('empty folder finishes with nothing to score', async () => {

@@ -125,6 +125,19 @@ describe('amlbatch CLI', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(`${csvFile} already exists`);
 
+    const failures = await runCli(['failures', workflowId]);
+    expect(failures.code).toBe(0);
+    expect(failures.stdout).toBe('');
+    expect(failures.stderr).toContain('0 failed items');
+
+    const reportFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'amlbatch-report-')), 'batch.html');
+    const report = await runCli(['report', workflowId, '--output', reportFile]);
+    expect(report.code).toBe(0);
+    expect(report.stdout).toContain(`Wrote ${reportFile}`);
+    const html = readFileSync(reportFile, 'utf8');
+    expect(html).toContain('<!DOCTYPE html>');
+    expect(html).toContain(workflowId);
+
     const listed = await runCli(['list', '--limit', '100']);
     expect(listed.code).toBe(0);
     expect(listed.stdout).toContain(`${workflowId}\tCOMPLETED`);

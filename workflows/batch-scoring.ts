@@ -187,8 +187,18 @@ class BatchRun {
     const { progress } = outcome;
     // With append_row every item without a clean row failed: its mini-batch failed, its row reports an error, or
     // run() left it out. Azure ML reports no per-item counts, so this is also the only count both backends share.
-    const itemsScored = input.outputAction === 'append_row' ? collected.rowCount - collected.failedRowCount : progress.itemsSucceeded;
-    const itemsFailed = input.outputAction === 'append_row' ? Math.max(0, dataset.itemCount - itemsScored) : progress.itemsFailed;
+    // The item ledger, when the collect built one, gives each item exactly one outcome, duplicate rows collapsed.
+    const { ledger } = collected;
+    const itemsScored = ledger
+      ? ledger.scored
+      : input.outputAction === 'append_row'
+        ? collected.rowCount - collected.failedRowCount
+        : progress.itemsSucceeded;
+    const itemsFailed = ledger
+      ? ledger.failed
+      : input.outputAction === 'append_row'
+        ? Math.max(0, dataset.itemCount - itemsScored)
+        : progress.itemsFailed;
     tracker.finish('completed', {
       note: `**Done**: ${itemsScored} of ${dataset.itemCount} items scored, ${itemsFailed} failed.\n\nResults: \`${collected.resultsFolder}\``,
     });
@@ -205,6 +215,7 @@ class BatchRun {
       dataset: datasetSummary,
       jobName: job.jobName,
       miniBatches: { total: progress.miniBatchesTotal, succeeded: progress.miniBatchesSucceeded, failed: progress.miniBatchesFailed },
+      ...(ledger ? { ledger } : {}),
       stages: tracker.status.stages,
     };
   }

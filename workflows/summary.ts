@@ -1,4 +1,4 @@
-import type { JobProgress } from '../activities/types';
+import type { JobProgress, LedgerSummary } from '../activities/types';
 import type { Backend } from './input';
 import type { StageName } from './stage-options';
 
@@ -41,6 +41,8 @@ export interface BatchSummary {
   dataset?: { name: string; version: string; manifestSha256: string };
   jobName?: string;
   miniBatches?: { total: number; succeeded: number; failed: number };
+  /** The item ledger's file and counts: every item scored, failed (by reason) or excluded exactly once. */
+  ledger?: LedgerSummary;
   stages: StageRecord[];
 }
 

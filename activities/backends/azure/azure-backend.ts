@@ -31,6 +31,7 @@ import type {
 import type { ScoringBackend, WaitOptions } from '../backend';
 import { checkEntryScript } from '../common/entry-script';
 import { copyAndCountRows, pathExists, sha256OfFile, sleepUnlessAborted } from '../common/files';
+import type { ContainerClient } from '@azure/storage-blob';
 import { ARM_SCOPE, AzureClients, type AzureEndpoints, type BlobAccess } from './clients';
 import { uploadCodeFolder } from './code-upload';
 import { createCredential, noCredentialMessage, type CredentialKind } from './credentials';
@@ -345,10 +346,11 @@ export class AzureBackend implements ScoringBackend {
     const settings = requireAzure(input);
     const resultsFolder = input.resultsFolder ?? path.join(this.options.resultsRoot, toAzureName(input.workflowId));
     await mkdir(resultsFolder, { recursive: true });
-    if (input.outputAction === 'summary_only') return { resultsFolder, rowCount: 0, failedRowCount: 0 };
-
     const { datastore } = settings;
     const container = this.clients.container(datastore.accountName, datastore.containerName, await this.blobAccess(settings));
+    const manifestFile = await downloadManifest(container, input.dataset.manifestLocation, resultsFolder);
+    if (input.outputAction === 'summary_only') return { resultsFolder, rowCount: 0, failedRowCount: 0, manifestFile };
+
     const blobName = `amlbatch/outputs/${input.jobName}/${input.appendRowFileName}`;
     const destination = path.join(resultsFolder, input.appendRowFileName);
     const draft = path.join(resultsFolder, `.${input.appendRowFileName}.${process.pid}.${Date.now()}.tmp`);
@@ -369,7 +371,14 @@ export class AzureBackend implements ScoringBackend {
       } else {
         await rename(draft, destination);
       }
-      return { resultsFolder, resultsFile: destination, rowCount: counts.rows, failedRowCount: counts.failedRows, resultsSha256: counts.sha256 };
+      return {
+        resultsFolder,
+        resultsFile: destination,
+        rowCount: counts.rows,
+        failedRowCount: counts.failedRows,
+        resultsSha256: counts.sha256,
+        manifestFile,
+      };
     } finally {
       await rm(draft, { force: true });
     }
@@ -627,6 +636,22 @@ export class AzureBackend implements ScoringBackend {
     await callAzure(operation, () => aml.datastores.delete(workspace.resourceGroup, workspace.workspaceName, input.datastoreName));
     return { deleted: true };
   }
+}
+
+/** Copies the dataset's manifest from its blob next to the results once, for the item ledger; returns its path. */
+async function downloadManifest(container: ContainerClient, manifestLocation: string, resultsFolder: string): Promise<string> {
+  const destination = path.join(resultsFolder, 'manifest.jsonl');
+  if (await pathExists(destination)) return destination;
+  const prefix = `${container.url}/`;
+  if (!manifestLocation.startsWith(prefix)) {
+    throw new StageError('InvalidInput', `manifest ${manifestLocation} is not in container ${container.url}; register the dataset again`);
+  }
+  const draft = `${destination}.${process.pid}.tmp`;
+  await callAzure({ action: `read manifest ${manifestLocation}`, role: ROLES.blob }, () =>
+    container.getBlobClient(decodeURIComponent(manifestLocation.slice(prefix.length))).downloadToFile(draft),
+  );
+  await rename(draft, destination);
+  return destination;
 }
 
 /** Lists the blobs under `folder` page by page into a JSON Lines manifest, hashing as it writes. */

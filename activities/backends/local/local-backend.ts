@@ -32,6 +32,7 @@ import { copyAndCountRows, pathExists, sha256OfFile, sleepUnlessAborted } from '
 import { temporarySibling, writeManifest } from './manifest';
 import { cancelLocalJob, isLocalJobDriverAlive, readLocalJobStatus, startLocalJob } from './runner/local-job';
 import type { LocalJobSpec, LocalJobState, LocalJobStatus } from './runner/job-spec';
+import { writeFailureRecordsFromJournal } from '../../ledger/failure-records';
 import { LocalSecretSource } from './secret-source';
 import { LocalWorkspace } from './workspace';
 
@@ -203,11 +204,15 @@ export class LocalBackend implements ScoringBackend {
   async collectResults(input: CollectResultsInput): Promise<CollectedResults> {
     const resultsFolder = input.resultsFolder ?? this.workspace.resultsDir(input.workflowId);
     await mkdir(resultsFolder, { recursive: true });
+    const jobFolder = this.workspace.jobDir(input.jobName);
+    const ledgerInputs = {
+      manifestFile: input.dataset.manifestLocation,
+      failureRecordsFile: await this.writeFailureRecords(jobFolder, input.dataset.manifestLocation, resultsFolder),
+    };
     if (input.outputAction === 'summary_only') {
-      return { resultsFolder, rowCount: 0, failedRowCount: 0 };
+      return { resultsFolder, rowCount: 0, failedRowCount: 0, ...ledgerInputs };
     }
 
-    const jobFolder = this.workspace.jobDir(input.jobName);
     const source = path.join(jobFolder, 'outputs', input.appendRowFileName);
     const destination = path.join(resultsFolder, input.appendRowFileName);
     if (!(await pathExists(source))) {
@@ -239,6 +244,7 @@ export class LocalBackend implements ScoringBackend {
         rowCount: counts.rows,
         failedRowCount: counts.failedRows,
         resultsSha256: counts.sha256,
+        ...ledgerInputs,
       };
     } finally {
       await rm(draft, { force: true });
@@ -284,6 +290,29 @@ export class LocalBackend implements ScoringBackend {
   async deleteDatastore(input: DeleteDatastoreInput): Promise<DeleteAssetResult> {
     requirePlainName(input.datastoreName, 'datastoreName');
     return { deleted: await this.workspace.removeDatastore(input.datastoreName, input.root) };
+  }
+
+  /**
+   * Writes one failure record per item of each mini-batch the job's journal records as failed, once per results
+   * folder, for the item ledger.
+   */
+  private async writeFailureRecords(jobFolder: string, manifestFile: string, resultsFolder: string): Promise<string> {
+    const destination = path.join(resultsFolder, 'failure-records.jsonl');
+    if (await pathExists(destination)) return destination;
+    const spec = JSON.parse(await readFile(path.join(jobFolder, 'job.json'), 'utf8')) as LocalJobSpec;
+    const draft = temporarySibling(destination);
+    try {
+      await writeFailureRecordsFromJournal({
+        journalPath: path.join(jobFolder, 'journal.jsonl'),
+        manifestPath: manifestFile,
+        miniBatchSize: spec.miniBatchSize,
+        destination: draft,
+      });
+      await rename(draft, destination);
+    } finally {
+      await rm(draft, { force: true });
+    }
+    return destination;
   }
 
   private isCrashed(status: LocalJobStatus): boolean {
