@@ -197,10 +197,11 @@ describe('batchScoring on the local backend', () => {
     const small = mkdtempSync(path.join(os.tmpdir(), 'amlbatch-small-'));
     for (const file of samplePngs(3)) copyFileSync(file, path.join(small, path.basename(file)));
     const eventCounts: number[] = [];
-    for (const inputFolder of [small, SAMPLE_FOLDER]) {
+    // runUntil shuts its worker down, so each batch gets a worker of its own.
+    const harnesses = [harness, await createLocalHarness(env)];
+    for (const [index, inputFolder] of [small, SAMPLE_FOLDER].entries()) {
       const workflowId = uniqueTaskQueue('history');
-      // runUntil shuts its worker down, so each batch gets a worker of its own.
-      await runLocalBatch(env, await createLocalHarness(env), { inputFolder, miniBatchSize: 5 }, workflowId);
+      await runLocalBatch(env, harnesses[index], { inputFolder, miniBatchSize: 5 }, workflowId);
       const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
       eventCounts.push(history.events?.length ?? 0);
       expect(JSON.stringify(history).length).toBeLessThan(64 * 1024);
