@@ -220,7 +220,8 @@ describe('batch resumes after crashes', () => {
     const rows = readRows(summary.resultsFile!);
     expect(rows).toHaveLength(imageCount);
     expect(new Set(rows.map((row) => row.path)).size).toBe(imageCount);
-    expect(readdirSync(resultsFolder)).toEqual(['parallel_run_step.txt']);
+    // No draft of an interrupted collect is left behind: only the rows, the item ledger and its inputs.
+    expect(readdirSync(resultsFolder).sort()).toEqual(['failure-records.jsonl', 'ledger-counts.json', 'ledger.jsonl', 'parallel_run_step.txt']);
     expect(status.stages.every((stage) => stage.state === 'completed' && !stage.operatorRetries)).toBe(true);
   }, 240_000);
 });
