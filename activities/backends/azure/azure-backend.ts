@@ -30,7 +30,7 @@ import type {
 } from '../../types';
 import type { ScoringBackend, WaitOptions } from '../backend';
 import { checkEntryScript } from '../common/entry-script';
-import { copyAndCountRows, pathExists, sha256OfFile, sleepUnlessAborted } from '../common/files';
+import { pathExists, publishRows, sleepUnlessAborted } from '../common/files';
 import type { ContainerClient } from '@azure/storage-blob';
 import { ARM_SCOPE, AzureClients, type AzureEndpoints, type BlobAccess } from './clients';
 import { uploadCodeFolder } from './code-upload';
@@ -354,34 +354,19 @@ export class AzureBackend implements ScoringBackend {
     const blobName = `amlbatch/outputs/${input.jobName}/${input.appendRowFileName}`;
     const destination = path.join(resultsFolder, input.appendRowFileName);
     const draft = path.join(resultsFolder, `.${input.appendRowFileName}.${process.pid}.${Date.now()}.tmp`);
-    try {
-      const download = await callAzure({ action: `read job output ${blobName}`, role: ROLES.blob }, () =>
-        container.getBlobClient(blobName).download(),
-      );
-      if (!download.readableStreamBody) throw new StageError('Transient', `job output ${blobName} returned no body`);
-      const counts = await copyAndCountRows(download.readableStreamBody as NodeJS.ReadableStream as never, draft);
-      if (await pathExists(destination)) {
-        if ((await sha256OfFile(destination)) !== counts.sha256) {
-          throw new StageError(
-            'Conflict',
-            `results file ${destination} already exists with other content; choose an empty resultsFolder or move the file`,
-            { resultsFile: destination },
-          );
-        }
-      } else {
-        await rename(draft, destination);
-      }
-      return {
-        resultsFolder,
-        resultsFile: destination,
-        rowCount: counts.rows,
-        failedRowCount: counts.failedRows,
-        resultsSha256: counts.sha256,
-        manifestFile,
-      };
-    } finally {
-      await rm(draft, { force: true });
-    }
+    const download = await callAzure({ action: `read job output ${blobName}`, role: ROLES.blob }, () =>
+      container.getBlobClient(blobName).download(),
+    );
+    if (!download.readableStreamBody) throw new StageError('Transient', `job output ${blobName} returned no body`);
+    const counts = await publishRows(download.readableStreamBody as NodeJS.ReadableStream as never, destination, draft);
+    return {
+      resultsFolder,
+      resultsFile: destination,
+      rowCount: counts.rows,
+      failedRowCount: counts.failedRows,
+      resultsSha256: counts.sha256,
+      manifestFile,
+    };
   }
 
   /** Gets a management token, turning "nothing configured" and rejected credentials into clear stage errors. */

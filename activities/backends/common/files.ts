@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { StageError } from '../../errors';
 
 export async function pathExists(file: string): Promise<boolean> {
   return access(file).then(
@@ -48,6 +49,31 @@ export async function copyAndCountRows(source: Readable, destination: string): P
     await finished(out);
   }
   return { rows, failedRows, sha256: hash.digest('hex') };
+}
+
+/**
+ * Streams append_row output from `source` into `destination` through the draft file `draft`, counting rows. An
+ * existing destination is never overwritten: with the same content (a retried collect) it is reused, and with other
+ * content, which belongs to someone else, the collect fails with a conflict. The draft is removed either way.
+ */
+export async function publishRows(source: Readable, destination: string, draft: string): Promise<RowCounts> {
+  try {
+    const counts = await copyAndCountRows(source, draft);
+    if (!(await pathExists(destination))) {
+      await rename(draft, destination);
+      return counts;
+    }
+    if ((await sha256OfFile(destination)) !== counts.sha256) {
+      throw new StageError(
+        'Conflict',
+        `results file ${destination} already exists with other content; choose an empty resultsFolder or move the file`,
+        { resultsFile: destination },
+      );
+    }
+    return counts;
+  } finally {
+    await rm(draft, { force: true });
+  }
 }
 
 function rowReportsError(line: string): boolean {

@@ -28,7 +28,7 @@ import type {
 } from '../../types';
 import type { CancelOptions, ScoringBackend, WaitOptions } from '../backend';
 import { checkEntryScript } from '../common/entry-script';
-import { copyAndCountRows, pathExists, sha256OfFile, sleepUnlessAborted } from '../common/files';
+import { pathExists, publishRows, sleepUnlessAborted } from '../common/files';
 import { temporarySibling, writeManifest } from './manifest';
 import { cancelLocalJob, isLocalJobDriverAlive, readLocalJobStatus, startLocalJob } from './runner/local-job';
 import type { LocalJobSpec, LocalJobState, LocalJobStatus } from './runner/job-spec';
@@ -222,33 +222,15 @@ export class LocalBackend implements ScoringBackend {
     }
 
     await removeStaleDrafts(destination);
-    const draft = temporarySibling(destination);
-    try {
-      const counts = await copyAndCountRows(createReadStream(source), draft);
-      if (await pathExists(destination)) {
-        // A retried collect finds its own earlier copy; anything else there belongs to someone and is kept.
-        const existing = await sha256OfFile(destination);
-        if (existing !== counts.sha256) {
-          throw new StageError(
-            'Conflict',
-            `results file ${destination} already exists with other content; choose an empty resultsFolder or move the file`,
-            { resultsFile: destination },
-          );
-        }
-      } else {
-        await rename(draft, destination);
-      }
-      return {
-        resultsFolder,
-        resultsFile: destination,
-        rowCount: counts.rows,
-        failedRowCount: counts.failedRows,
-        resultsSha256: counts.sha256,
-        ...ledgerInputs,
-      };
-    } finally {
-      await rm(draft, { force: true });
-    }
+    const counts = await publishRows(createReadStream(source), destination, temporarySibling(destination));
+    return {
+      resultsFolder,
+      resultsFile: destination,
+      rowCount: counts.rows,
+      failedRowCount: counts.failedRows,
+      resultsSha256: counts.sha256,
+      ...ledgerInputs,
+    };
   }
 
   async cancelScoringJob(input: CancelJobInput, options: CancelOptions): Promise<CancelJobResult> {
