@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../common/config';
-import { freePort, startDevServer } from '../common/dev-server';
+import { startDevServerOnFreePort } from '../common/dev-server';
 import { projectRoot } from '../common/project-paths';
 import { createBatchWorker } from '../worker/create-worker';
 import type { BatchSummary } from '../workflows/summary';
@@ -21,7 +21,7 @@ const MINI_BATCH_SIZES = [5, 50];
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'amlbatch-history-bench-'));
-  const server = await startDevServer({ port: await freePort(), logFile: path.join(scratch, 'temporal.log') });
+  const server = await startDevServerOnFreePort({ logFile: path.join(scratch, 'temporal.log') });
   try {
     const connection = await NativeConnection.connect({ address: server.address });
     const client = new Client({ connection });

@@ -128,6 +128,29 @@ async function registerMissingSearchAttributes(address: string): Promise<void> {
   }
 }
 
+/** Start attempts of `startDevServerOnFreePort`. */
+const FREE_PORT_ATTEMPTS = 3;
+
+/**
+ * Starts a dev server on free loopback ports, with the Web UI when `ui` is set. A port found free can be taken by
+ * another process before the server binds it (the dev server itself opens further random ports, and so do servers
+ * started beside it), so a failed start is tried again on new ports, up to three times.
+ */
+export async function startDevServerOnFreePort(
+  options: Omit<DevServerOptions, 'port' | 'uiPort'> & { ui?: boolean },
+): Promise<DevServer> {
+  const { ui, ...rest } = options;
+  for (let attempt = 1; ; attempt += 1) {
+    const port = await freePort();
+    const uiPort = ui ? await freePort() : undefined;
+    try {
+      return await startDevServer({ ...rest, port, ...(uiPort !== undefined ? { uiPort } : {}) });
+    } catch (error) {
+      if (attempt >= FREE_PORT_ATTEMPTS) throw error;
+    }
+  }
+}
+
 /** Resolves when a Temporal frontend at `address` answers `GetSystemInfo`; rejects after `timeoutMs`. */
 export async function waitForServer(address: string, timeoutMs: number, hasExited: () => boolean = () => false): Promise<void> {
   const deadline = Date.now() + timeoutMs;

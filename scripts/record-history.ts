@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { loadConfig, WORKFLOW_TYPE } from '../common/config';
-import { freePort, startDevServer, temporalCliPath } from '../common/dev-server';
+import { startDevServerOnFreePort, temporalCliPath } from '../common/dev-server';
 import { projectRoot } from '../common/project-paths';
 import { createBatchWorker } from '../worker/create-worker';
 import { RECORDING_SCENARIOS, type RecordingContext } from './history-scenarios';
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   const args = parseArguments(process.argv.slice(2));
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'amlbatch-record-'));
-  const server = await startDevServer({ port: await freePort(), logFile: path.join(scratch, 'temporal.log') });
+  const server = await startDevServerOnFreePort({ logFile: path.join(scratch, 'temporal.log') });
   try {
     const connection = await NativeConnection.connect({ address: server.address });
     const clientConnection = await Connection.connect({ address: server.address });

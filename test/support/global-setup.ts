@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { freePort, startDevServer, type DevServer } from '../../common/dev-server';
+import { startDevServerOnFreePort, type DevServer } from '../../common/dev-server';
 import { projectRoot } from '../../common/project-paths';
 import { startAzureTestServers, type AzureTestServers } from './azure-test-servers';
 
@@ -38,8 +38,7 @@ async function startTemporal(logDir: string): Promise<DevServer | undefined> {
     process.env.TEMPORAL_ADDRESS = existing;
     return undefined;
   }
-  const port = await freePort();
-  const server = await startDevServer({ port, logFile: path.join(logDir, 'temporal-dev-server.log') });
+  const server = await startDevServerOnFreePort({ logFile: path.join(logDir, 'temporal-dev-server.log') });
   process.env.TEMPORAL_ADDRESS = server.address;
   return server;
 }

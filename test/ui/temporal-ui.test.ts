@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { freePort, startDevServer, type DevServer } from '../../common/dev-server';
+import { startDevServerOnFreePort, type DevServer } from '../../common/dev-server';
 import { projectRoot } from '../../common/project-paths';
 import { PROJECT_SECRETS_FILE, SAMPLE_FOLDER, createLocalHarness, type LocalBatchHarness } from '../support/local-batch';
 import { uniqueTaskQueue } from '../support/temporal-env';
@@ -42,14 +42,12 @@ beforeAll(async () => {
   mkdirSync(resultsDir, { recursive: true });
 
   // A server of its own, because the shared one runs headless. The news feed would be fetched from the internet.
-  const [port, uiPort] = [await freePort(), await freePort()];
-  server = await startDevServer({
-    port,
-    uiPort,
+  server = await startDevServerOnFreePort({
+    ui: true,
     logFile: path.join(resultsDir, 'temporal-ui-dev-server.log'),
     extraArgs: ['--ui-disable-news-fetch'],
   });
-  uiUrl = `http://127.0.0.1:${uiPort}`;
+  uiUrl = server.uiUrl!.replace('localhost', '127.0.0.1');
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: server.address });
 
   secretsFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'amlbatch-ui-secrets-')), 'secrets.json');
