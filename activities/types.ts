@@ -3,7 +3,7 @@
  * on disk or in blob storage, and stages pass paths, counts and hashes, so workflow history stays small whatever
  * the folder size.
  */
-import type { AzureBatchSettings, Backend, OutputActionName } from '../workflows/input';
+import type { AzureBatchSettings, Backend, OutputActionName, ResolvedBatchInput } from '../workflows/input';
 
 /** The Azure ML workspace a batch runs in, after `.azureml/config.json`, environment and input are merged. */
 export interface AzureWorkspaceRef {
@@ -74,19 +74,21 @@ export interface DatasetRef {
   created: boolean;
 }
 
-export interface JobSettings {
-  codeDirectory?: string;
-  entryScript: string;
-  programArguments: string[];
-  miniBatchSize: number;
-  processCount?: number;
-  runInvocationTimeout: number;
-  maxRetries: number;
-  errorThreshold: number;
-  miniBatchErrorThreshold: number;
-  outputAction: OutputActionName;
-  appendRowFileName: string;
-}
+/** The parallel-run settings of the validated input that a scoring job is submitted with. */
+export type JobSettings = Pick<
+  ResolvedBatchInput,
+  | 'codeDirectory'
+  | 'entryScript'
+  | 'programArguments'
+  | 'miniBatchSize'
+  | 'processCount'
+  | 'runInvocationTimeout'
+  | 'maxRetries'
+  | 'errorThreshold'
+  | 'miniBatchErrorThreshold'
+  | 'outputAction'
+  | 'appendRowFileName'
+>;
 
 export interface SubmitJobInput extends StageInput {
   workflowId: string;

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
+import { compareCodeUnits } from '../common/files';
 
 /** Folders and files that are build or test leftovers, never part of the code a job needs. */
 const IGNORED_NAMES = new Set(['__pycache__', '.pytest_cache', '.git', '.mypy_cache', '.ipynb_checkpoints']);
@@ -44,7 +45,8 @@ export async function uploadCodeFolder(container: ContainerClient, folder: strin
 async function listCodeFiles(folder: string, relative = ''): Promise<string[]> {
   const entries = await readdir(path.join(folder, relative), { withFileTypes: true });
   const files: string[] = [];
-  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  entries.sort((a, b) => compareCodeUnits(a.name, b.name));
+  for (const entry of entries) {
     if (IGNORED_NAMES.has(entry.name) || IGNORED_SUFFIXES.some((suffix) => entry.name.endsWith(suffix))) continue;
     const child = relative === '' ? entry.name : `${relative}/${entry.name}`;
     if (entry.isDirectory()) files.push(...(await listCodeFiles(folder, child)));

@@ -3,6 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { opendir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
+import { compareCodeUnits } from '../common/files';
 
 /** One manifest line: a file's path relative to the dataset root, with `/` separators, and its size in bytes. */
 export interface ManifestEntry {
@@ -22,7 +23,7 @@ const PROGRESS_EVERY = 1000;
 
 /**
  * Walks `root` recursively in sorted order and writes one JSON line per regular file to `destination`, streaming,
- * so memory holds one directory's entry names at a time, never the whole listing. Symbolic links to files count as
+ * so memory contains one directory's entry names at a time, never the whole listing. Symbolic links to files count as
  * files; links to folders are not followed, so a link cycle cannot loop. Paths keep their exact characters: no
  * Unicode normalization and no URL encoding, because the entry script gets the same names from the file system.
  */
@@ -46,7 +47,8 @@ export async function writeManifest(
     for await (const entry of await opendir(folder)) {
       entries.push({ name: entry.name, isDirectory: entry.isDirectory(), isFile: entry.isFile(), isLink: entry.isSymbolicLink() });
     }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    // Code-unit order, not locale order, so the manifest and its hash are the same on every machine.
+    entries.sort((a, b) => compareCodeUnits(a.name, b.name));
 
     for (const entry of entries) {
       const absolute = path.join(folder, entry.name);
