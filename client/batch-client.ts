@@ -22,7 +22,7 @@ import type { BatchStatus, BatchSummary, PendingFailure } from '../workflows/sum
 const GRPC_PERMISSION_DENIED = 7;
 const GRPC_UNIMPLEMENTED = 12;
 
-/** Thrown by `BatchClient.connect` when no Temporal server answers at the configured address. */
+/** Thrown by `BatchClient.connect` when no Temporal server responds at the configured address. */
 export class TemporalUnreachableError extends Error {
   constructor(
     readonly address: string,
@@ -84,7 +84,7 @@ export interface BatchDescription {
   status: WorkflowExecutionStatusName;
   startTime: Date;
   closeTime?: Date;
-  /** From the workflow's `status` query; absent when no worker answered it. */
+  /** From the workflow's `status` query; absent when no worker responded to it. */
   batch?: BatchStatus;
   /**
    * The job's latest progress: from the `waitForJob` activity's heartbeat while it runs, else what the workflow last
@@ -112,7 +112,7 @@ export class BatchClient {
     private readonly connection?: Connection,
   ) {}
 
-  /** Connects with the `TEMPORAL_*` settings; throws `TemporalUnreachableError` when the server does not answer. */
+  /** Connects with the `TEMPORAL_*` settings; throws `TemporalUnreachableError` when the server does not respond. */
   static async connect(config: AmlbatchConfig): Promise<BatchClient> {
     // The same loader as the worker's, so both reject the TLS settings the SDK would silently ignore.
     const { connectionOptions, namespace } = loadTemporalConnectConfig();
@@ -281,7 +281,7 @@ function findJobPoll(pending: PendingActivities): Partial<WaitHeartbeat> & Pick<
   }
 }
 
-/** The most specific message of a workflow failure: the stage's own reason rather than the SDK's wrappers. */
+/** Returns the most specific message of a workflow failure: the stage's own reason rather than the SDK's wrappers. */
 export function failureText(error: unknown): string {
   if (error instanceof WorkflowFailedError && error.cause instanceof CancelledFailure) return 'cancelled';
   const messages: string[] = [];

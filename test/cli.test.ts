@@ -23,7 +23,8 @@ function runCli(args: string[], environment: Record<string, string> = {}): Promi
       [compiledModulePath('client/cli'), ...args],
       { env: { ...process.env, ...environment }, timeout: 120_000 },
       (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        let code = 0;
+        if (error) code = typeof error.code === 'number' ? error.code : 1;
         resolve({ code, stdout, stderr });
       },
     );

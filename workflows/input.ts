@@ -20,7 +20,7 @@ export type AssetsOnFailure = (typeof ASSETS_ON_FAILURE)[number];
 /** The placeholder that Azure ML replaces with the mounted input folder inside `program_arguments`. */
 export const INPUT_DATA_PLACEHOLDER = '${{inputs.input_data}}';
 
-/** How the Azure backend reaches the blob container that holds the input folder. */
+/** Ways the Azure backend can reach the blob container that contains the input folder. */
 export const DATASTORE_CREDENTIALS = ['identity', 'account_key', 'sas'] as const;
 export type DatastoreCredentialKind = (typeof DATASTORE_CREDENTIALS)[number];
 
@@ -73,7 +73,7 @@ export interface BatchScoringInput {
    * a folder path inside the datastore's container, e.g. `images/2024-06-01`.
    */
   inputFolder: string;
-  /** Where the batch runs. @default 'local' */
+  /** Backend that runs the batch. @default 'local' */
   backend?: Backend;
   /**
    * Folder holding the entry script and its modules, an absolute path on the worker's machine.
@@ -96,7 +96,7 @@ export interface BatchScoringInput {
   errorThreshold?: number;
   /** Failed mini-batches above which the job fails; -1 ignores mini-batch failures. @default -1 */
   miniBatchErrorThreshold?: number;
-  /** How `run()` results are written. @default 'append_row' */
+  /** Output action for `run()` results. @default 'append_row' */
   outputAction?: OutputActionName;
   /** Output file name for `append_row`. @default 'parallel_run_step.txt' */
   appendRowFileName?: string;

@@ -76,9 +76,9 @@ export interface PipelineJobOptions {
 
 /**
  * Builds the PipelineJob body with one parallel node that reads the input folder and writes the append_row file.
- * The data input and output sit on the node, not on the pipeline: `@azure/arm-machinelearning` 2.1.1 serializes a
- * pipeline-level `uri_folder` input or `uri_file` output as its base type and drops `uri` and `mode`, which the
- * service requires, while the node dictionary `jobs` is sent unchanged.
+ * The data input and output sit on the node, not on the pipeline, because `@azure/arm-machinelearning` 2.1.1
+ * serializes a pipeline-level `uri_folder` input or `uri_file` output as its base type. That drops `uri` and `mode`,
+ * which the service requires. The node dictionary `jobs` is sent unchanged.
  */
 export function buildPipelineJob(options: PipelineJobOptions): Record<string, unknown> {
   const { settings } = options;

@@ -1,7 +1,7 @@
 import { RestError } from '@azure/core-rest-pipeline';
 import { StageError } from '../../errors';
 
-/** What a failed Azure call was doing, for the message: e.g. `read workspace ws1`. */
+/** Description of an Azure call for error messages, e.g. action `read workspace ws1`, and the role it needs. */
 export interface AzureOperation {
   action: string;
   /** The Azure role that grants this action, named in 401/403 messages. */

@@ -101,7 +101,7 @@ export class LocalBackend implements ScoringBackend {
       throw error;
     });
     if (!info.isDirectory()) {
-      throw new StageError('InvalidInput', `inputFolder ${root} is a file, not a folder; give the folder that holds the files`, {
+      throw new StageError('InvalidInput', `inputFolder ${root} is a file, not a folder; give the folder that contains the files`, {
         inputFolder: root,
       });
     }

@@ -17,7 +17,7 @@ export class LocalSecretSource {
     return `AMLBATCH_SECRET_${name.toUpperCase().replace(/[-.]/g, '_')}`;
   }
 
-  /** Returns the names among `names` that neither the environment nor the secrets file holds with a non-empty value. */
+  /** Returns the names among `names` that neither the environment nor the secrets file contains with a non-empty value. */
   async findMissing(names: string[]): Promise<string[]> {
     const fileSecrets = await this.readFileNames();
     return names.filter((name) => {
@@ -27,7 +27,7 @@ export class LocalSecretSource {
     });
   }
 
-  /** Reads the names of the secrets file's non-empty string entries; a missing file holds none. */
+  /** Reads the names of the secrets file's non-empty string entries; a missing file contains none. */
   private async readFileNames(): Promise<Set<string>> {
     let text: string;
     try {

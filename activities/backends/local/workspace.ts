@@ -4,7 +4,7 @@ import path from 'node:path';
 import { StageError } from '../../errors';
 import type { DatastoreRef } from '../../types';
 
-/** Longest job name, as Azure ML allows for job names. */
+/** Maximum job name length, as Azure ML allows for job names. */
 const MAX_JOB_NAME_LENGTH = 255;
 
 /**

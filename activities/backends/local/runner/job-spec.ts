@@ -9,10 +9,10 @@
  *   logs/           the driver's log and one log per Python worker process
  */
 
-/** How a parallel job's outputs are written, as in an Azure ML parallel run step. */
+/** Output action of a parallel job, as in an Azure ML parallel run step. */
 export type OutputAction = 'append_row' | 'summary_only';
 
-/** What a local job runs and with which parallel-run settings. */
+/** Settings of a local job: what it runs and its parallel-run settings. */
 export interface LocalJobSpec {
   /** Job name, unique within the local workspace; also the job folder's name. */
   jobName: string;
@@ -20,7 +20,7 @@ export interface LocalJobSpec {
   manifestPath: string;
   /** Absolute folder that the manifest's relative paths are resolved against. */
   inputRoot: string;
-  /** Absolute folder that holds the entry script and its modules. */
+  /** Absolute folder that contains the entry script and its modules. */
   codeDirectory: string;
   /** Entry script path relative to `codeDirectory`; it defines `init()`, `run(mini_batch)` and optionally `shutdown()`. */
   entryScript: string;
