@@ -31,7 +31,8 @@ import { checkEntryScript } from '../common/entry-script';
 import { pathExists, publishRows, sleepUnlessAborted } from '../common/files';
 import { temporarySibling, writeManifest } from './manifest';
 import { cancelLocalJob, isLocalJobDriverAlive, readLocalJobStatus, startLocalJob } from './runner/local-job';
-import type { LocalJobSpec, LocalJobState, LocalJobStatus } from './runner/job-spec';
+import type { LocalJobFaults, LocalJobSpec, LocalJobState, LocalJobStatus } from './runner/job-spec';
+import { faultsProblem } from './runner/validate-spec';
 import { writeFailureRecordsFromJournal } from '../../ledger/failure-records';
 import { LocalSecretSource } from './secret-source';
 import { LocalWorkspace } from './workspace';
@@ -46,6 +47,11 @@ export interface LocalBackendOptions {
   pythonExecutable?: string;
   /** Worker processes when the input sets no `processCount`. @default the number of CPU cores */
   defaultProcessCount?: number;
+  /**
+   * Fault injection for tests: every job this backend submits carries these faults in its spec, such as
+   * `repeatMiniBatches`, which appends some mini-batches' rows twice as Azure ML can. @default no faults
+   */
+  faults?: LocalJobFaults;
 }
 
 /**
@@ -65,12 +71,19 @@ export class LocalBackend implements ScoringBackend {
   private readonly secrets: LocalSecretSource;
   private readonly pythonExecutable: string;
   private readonly defaultProcessCount: number;
+  private readonly faults: LocalJobFaults | undefined;
 
   constructor(options: LocalBackendOptions) {
     this.workspace = new LocalWorkspace(options.workspaceDir);
     this.secrets = new LocalSecretSource(options.secretsFile);
     this.pythonExecutable = options.pythonExecutable ?? defaultPythonExecutable();
     this.defaultProcessCount = options.defaultProcessCount ?? os.availableParallelism();
+    if (options.faults !== undefined) {
+      const problem = faultsProblem(options.faults);
+      if (problem !== undefined) throw new TypeError(`LocalBackendOptions.faults is invalid: expected ${problem}`);
+    }
+    // A copy, so a caller that changes its options object later does not change the jobs submitted afterwards.
+    this.faults = options.faults === undefined ? undefined : structuredClone(options.faults);
   }
 
   async authenticate(): Promise<AuthenticateResult> {
@@ -169,6 +182,7 @@ export class LocalBackend implements ScoringBackend {
       appendRowFileName: input.settings.appendRowFileName,
       pythonExecutable: this.pythonExecutable,
       environment: { AMLBATCH_SECRETS_FILE: this.secrets.secretsFile },
+      ...(this.faults === undefined ? {} : { faults: this.faults }),
     };
     const attached = await pathExists(path.join(jobFolder, 'job.json'));
     await startLocalJob(jobFolder, spec);

@@ -94,6 +94,12 @@ export interface AmlEmulator {
   clearFaults(): void;
   /** Makes the next submitted job end Failed with `reason` in its job_result.txt, without running its script. */
   failNextJob(reason: string): void;
+  /**
+   * Makes the next submitted job run the listed mini-batches (0-based indexes) a second time after their first
+   * success, so its append_row output has their rows twice, as Azure ML's at-least-once runtime can produce.
+   * Throws for indexes that are not distinct integers of 0 or more.
+   */
+  repeatMiniBatchesOfNextJob(indexes: readonly number[]): void;
   /** Cancels a job as if another client had: CancelRequested, then Canceled. Throws for an unknown job. */
   cancelJobExternally(jobName: string): void;
   /** The job's current status, or undefined for an unknown job. Reads memory only, so tests may call it often. */
@@ -222,6 +228,7 @@ export async function startAmlEmulator(options: AmlEmulatorOptions): Promise<Aml
     injectFault: (rule) => faults.add(rule),
     clearFaults: () => faults.clear(),
     failNextJob: (reason) => executor.failNextJob(reason),
+    repeatMiniBatchesOfNextJob: (indexes) => executor.repeatMiniBatchesOfNextJob(indexes),
     cancelJobExternally: (jobName) => executor.cancel(requireJob(jobName), 'canceled by another client'),
     jobStatus: (jobName) => jobs.get(jobName)?.status,
     jobStatusHistory: (jobName) => [...(jobs.get(jobName)?.history ?? [])],

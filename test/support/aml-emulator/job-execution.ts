@@ -2,12 +2,14 @@
  * Background execution of submitted jobs. Each job moves through the statuses of an Azure ML job:
  * NotStarted → Queued → Preparing → Running → Finalizing → Completed or Failed, and CancelRequested → Canceled
  * when canceled. Preparing downloads the code and input from blob storage, Running is the local parallel runner,
- * Finalizing uploads the append_row output and the logs.
+ * Finalizing uploads the append_row output and the logs. A job that fails or is canceled while the runner runs
+ * also uploads the rows appended so far.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { cancelLocalJob, localJobOutputPath, readLocalJobStatus, startLocalJob } from '../../../activities/backends/local/runner/local-job';
-import type { LocalJobStatus } from '../../../activities/backends/local/runner/job-spec';
+import type { LocalJobFaults, LocalJobStatus } from '../../../activities/backends/local/runner/job-spec';
+import { faultsProblem } from '../../../activities/backends/local/runner/validate-spec';
 import { errorFields, type DriverLog } from '../../../activities/backends/local/runner/driver-log';
 import { ARTIFACT_DATASTORE_NAME } from './datastores';
 import { uploadJobLogs, type FinalJobStatus, type JobLogInput } from './job-logs';
@@ -28,6 +30,14 @@ export interface JobExecutionContext extends UriResolver {
   log: DriverLog;
 }
 
+/** Faults that the next submitted job runs with. */
+interface NextJobFaults {
+  /** The job fails with this reason without running. */
+  failure?: string;
+  /** Passed to the local runner as its `faults`. */
+  runnerFaults?: LocalJobFaults;
+}
+
 interface Outcome {
   status: FinalJobStatus;
   reason?: string;
@@ -39,23 +49,36 @@ interface Outcome {
 export class JobExecutor {
   private readonly executions = new Map<JobRecord, Promise<void>>();
   private readonly wakers = new Map<JobRecord, () => void>();
-  private pendingFailure: string | undefined;
+  private nextJobFaults: NextJobFaults = {};
   private runCount = 0;
 
   constructor(private readonly context: JobExecutionContext) {}
 
   /** Makes the next submitted job fail with `reason`, which its job_result.txt then states, without running it. */
   failNextJob(reason: string): void {
-    this.pendingFailure = reason;
+    this.nextJobFaults.failure = reason;
+  }
+
+  /**
+   * Makes the local runner run the listed mini-batches (0-based indexes) of the next submitted job a second time
+   * after their first success, so the job's append_row output has their rows twice, as Azure ML's at-least-once
+   * parallel runtime can produce. Throws for an index list that is not distinct integers of 0 or more. An index
+   * beyond the job's last mini-batch fails that job.
+   */
+  repeatMiniBatchesOfNextJob(indexes: readonly number[]): void {
+    const runnerFaults: LocalJobFaults = { repeatMiniBatches: [...indexes] };
+    const problem = faultsProblem(runnerFaults);
+    if (problem !== undefined) throw new Error(`mini-batch indexes ${JSON.stringify(indexes)} are invalid: expected ${problem}`);
+    this.nextJobFaults.runnerFaults = runnerFaults;
   }
 
   /** Starts running a newly created job in the background. */
   start(record: JobRecord): void {
-    const injectedFailure = this.pendingFailure;
-    this.pendingFailure = undefined;
+    const faults = this.nextJobFaults;
+    this.nextJobFaults = {};
     this.runCount += 1;
     const runFolder = path.join(this.context.workFolder, 'jobs', `${this.runCount}-${record.name}`);
-    const execution = this.execute(record, runFolder, injectedFailure).finally(() => {
+    const execution = this.execute(record, runFolder, faults).finally(() => {
       this.executions.delete(record);
       this.wakers.delete(record);
     });
@@ -85,12 +108,12 @@ export class JobExecutor {
     await Promise.all(this.executions.values());
   }
 
-  private async execute(record: JobRecord, runFolder: string, injectedFailure: string | undefined): Promise<void> {
+  private async execute(record: JobRecord, runFolder: string, faults: NextJobFaults): Promise<void> {
     const { log } = this.context;
     log.info('Job execution started', { job: record.name, runFolder });
     let outcome: Outcome;
     try {
-      outcome = await this.run(record, runFolder, injectedFailure);
+      outcome = await this.run(record, runFolder, faults);
     } catch (error) {
       log.error('Job execution failed', { job: record.name, ...errorFields(error) });
       outcome = { status: 'Failed', reason: `the emulator could not run the job: ${(error as Error).message}` };
@@ -108,22 +131,22 @@ export class JobExecutor {
     log.info('Job execution finished', { job: record.name, status: outcome.status, reason: outcome.reason });
   }
 
-  private async run(record: JobRecord, runFolder: string, injectedFailure: string | undefined): Promise<Outcome> {
+  private async run(record: JobRecord, runFolder: string, faults: NextJobFaults): Promise<Outcome> {
     for (const status of ['Queued', 'Preparing'] as const) {
       if (await this.pause(record)) return canceled();
       this.setStatus(record, status);
     }
 
-    if (injectedFailure !== undefined) {
+    if (faults.failure !== undefined) {
       if (await this.pause(record)) return canceled();
       this.setStatus(record, 'Running');
-      return { status: 'Failed', reason: injectedFailure };
+      return { status: 'Failed', reason: faults.failure };
     }
 
     await mkdir(runFolder, { recursive: true });
     let plan: JobPlan;
     try {
-      plan = await prepareJobPlan(this.context, record.name, record.properties, runFolder, this.context.pythonExecutable);
+      plan = await prepareJobPlan(this.context, record.name, record.properties, runFolder, this.context.pythonExecutable, faults.runnerFaults);
     } catch (error) {
       if (!(error instanceof JobPlanError)) throw error;
       this.context.log.warn('Job cannot run', { job: record.name, reason: error.message });
@@ -134,6 +157,10 @@ export class JobExecutor {
     this.setStatus(record, 'Running');
     const runnerStatus = await this.runLocally(record, plan);
     const runner = { folder: plan.runnerFolder, spec: plan.spec, status: runnerStatus };
+    if (runnerStatus.state === 'Canceled' || runnerStatus.state === 'Failed') {
+      this.setStatus(record, 'Finalizing');
+      await this.uploadPartialOutput(record, plan);
+    }
     if (runnerStatus.state === 'Canceled') return { status: 'Canceled', reason: 'cancel requested', runner };
     if (runnerStatus.state === 'Failed') {
       return { status: 'Failed', reason: runnerStatus.error?.message ?? 'the local runner reported a failure without a message', traceback: runnerStatus.error?.traceback, runner };
@@ -161,6 +188,35 @@ export class JobExecutor {
       }
       if (cancelSent) await delay(RUNNER_POLL_MS);
       else await this.sleep(record, RUNNER_POLL_MS);
+    }
+  }
+
+  /**
+   * Uploads the rows that a failed or canceled job appended before it stopped to the job's output, so that a
+   * follow-up job can score only the remaining items. A job that appended no rows gets no output file, like a job
+   * that never ran. An upload error is logged and leaves the job's status and logs as they would be without it.
+   *
+   * NOTE: it is not confirmed that Azure ML keeps the append_row rows of a job that fails its error threshold or
+   * is canceled. Its parallel runtime gathers the rows from per-worker temporary files, and may do so only when the
+   * job finishes. A real job may then leave no output file, or fewer rows than the emulator uploads here.
+   */
+  private async uploadPartialOutput(record: JobRecord, plan: JobPlan): Promise<void> {
+    if (plan.output === undefined) return;
+    const outputFile = localJobOutputPath(plan.runnerFolder, plan.spec);
+    if (outputFile === undefined) return;
+    const bytes = await stat(outputFile).then(
+      (info) => info.size,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return 0;
+        throw error;
+      },
+    );
+    if (bytes === 0) return;
+    try {
+      await this.context.storage.uploadFile(plan.output.location, outputFile);
+      this.context.log.info('Partial output uploaded', { job: record.name, output: plan.output.uri, bytes });
+    } catch (error) {
+      this.context.log.error('Partial output upload failed', { job: record.name, output: plan.output.uri, ...errorFields(error) });
     }
   }
 

@@ -74,7 +74,7 @@ function readme(): string {
     '',
     'job_result.txt                          the job\'s outcome; on failure the reason and where to look. Read it first.',
     'job_error.txt                           errors raised by the entry script, per failed mini-batch.',
-    'sys/job_report/processed_mini-batches.csv  one row per finished mini-batch: result, items, rows, attempts, error.',
+    'sys/job_report/processed_mini-batches.csv  one row per finished run of a mini-batch: result, items, rows, attempts, error.',
     'sys/master_role.txt                     the orchestrator\'s log (JSON lines).',
     `user/stdout/${NODE_ID}/<process>.txt       output of each worker process. The emulator's runner captures stdout`,
     '                                        and stderr of a process in one file, so stderr lines are there too.',
@@ -139,13 +139,18 @@ function jobErrors(input: JobLogInput, journal: JournalRecord[]): string {
   for (const record of journal) {
     if (record.outcome !== 'failed' || record.failure === undefined) continue;
     const failure = record.failure;
-    const heading = `Mini-batch ${record.miniBatch} failed after ${record.attempts} attempt(s): ${failure.errorType ?? 'Error'}: ${failure.message}`;
+    const run = record.repeat === true ? `The second run of mini-batch ${record.miniBatch}, which a test fault requested,` : `Mini-batch ${record.miniBatch}`;
+    const heading = `${run} failed after ${record.attempts} attempt(s): ${failure.errorType ?? 'Error'}: ${failure.message}`;
     sections.push(failure.traceback === undefined ? heading : `${heading}\n${failure.traceback.trimEnd()}`);
   }
   if (sections.length === 0) return 'No errors were reported by the entry script.\n';
   return `${sections.join('\n\n')}\n`;
 }
 
+/**
+ * Returns processed_mini-batches.csv: one row per finished run of a mini-batch. A mini-batch that a test fault ran
+ * a second time has a second row, as a mini-batch that Azure ML processes twice would.
+ */
 function miniBatchReport(journal: JournalRecord[]): string {
   const rows = ['mini_batch,result,items,rows,attempts,error_type,error_message'];
   for (const record of journal) {

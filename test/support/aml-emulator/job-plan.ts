@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { LocalJobSpec } from '../../../activities/backends/local/runner/job-spec';
+import type { LocalJobFaults, LocalJobSpec } from '../../../activities/backends/local/runner/job-spec';
 import type { BlobLocation } from './blob-storage';
 import { DEFAULT_DATASTORE_NAME } from './datastores';
 import { resolveParallelRun, type ParallelRunSettings } from './pipeline-contract';
@@ -35,7 +35,8 @@ type Json = Record<string, unknown>;
 
 /**
  * Builds the plan for `properties` (a PipelineJob that passed the PUT checks) and downloads its code and input
- * into `runFolder`. Throws `JobPlanError` with the reason when the job cannot run.
+ * into `runFolder`. `faults` are the local runner's fault injections that a test requested for this job. Throws
+ * `JobPlanError` with the reason when the job cannot run.
  */
 export async function prepareJobPlan(
   resolver: UriResolver,
@@ -43,6 +44,7 @@ export async function prepareJobPlan(
   properties: Json,
   runFolder: string,
   pythonExecutable: string,
+  faults?: LocalJobFaults,
 ): Promise<JobPlan> {
   const [node] = Object.values(properties.jobs as Record<string, Json>);
   const component = lookUpAsset(resolver, 'components', String(node.componentId));
@@ -93,6 +95,7 @@ export async function prepareJobPlan(
     appendRowFileName: output === undefined ? DEFAULT_APPEND_ROW_FILE : path.posix.basename(output.location.blobPath),
     pythonExecutable,
     environment: settings.environmentVariables,
+    ...(faults === undefined ? {} : { faults }),
   };
   return { settings, runnerFolder, spec, ...(output !== undefined ? { output } : {}) };
 }

@@ -60,9 +60,14 @@ class JobDriver {
 
   private store: ResultStore | undefined;
   private source: AsyncGenerator<MiniBatch> | undefined;
+  /** Mini-batches to run again: failed attempts with retries left, and second runs of `faults.repeatMiniBatches`. */
   private readonly retryQueue: MiniBatch[] = [];
   /** Attempts started so far for each mini-batch that has not finished yet. */
   private readonly attempts = new Map<number, number>();
+  /** The indexes in `faults.repeatMiniBatches`: each of these mini-batches runs a second time after its first success. */
+  private readonly repeatIndexes: ReadonlySet<number>;
+  /** Mini-batches whose next run is that second run. */
+  private readonly repeatRuns = new Set<number>();
   private lastFailure: { miniBatch: number; failure: MiniBatchFailure } | undefined;
 
   private readonly workers = new Set<PythonWorker>();
@@ -84,6 +89,7 @@ class JobDriver {
   ) {
     this.spec = spec;
     this.entryScriptPath = path.join(spec.codeDirectory, spec.entryScript);
+    this.repeatIndexes = new Set(spec.faults?.repeatMiniBatches ?? []);
     this.startedAt = previous?.startedAt ?? new Date().toISOString();
     this.nextWorkerNumber = firstFreeWorkerNumber(paths.logs);
   }
@@ -108,7 +114,9 @@ class JobDriver {
     this.writeStatus('Running');
     if (this.thresholdExceeded()) return done;
 
-    const remaining = this.progress.miniBatchesTotal - this.progress.miniBatchesSucceeded - this.progress.miniBatchesFailed;
+    // Second runs that a previous driver did not finish are work too.
+    const remaining =
+      this.progress.miniBatchesTotal - this.progress.miniBatchesSucceeded - this.progress.miniBatchesFailed + this.repeatRuns.size;
     if (remaining === 0) {
       this.complete();
       return done;
@@ -128,6 +136,23 @@ class JobDriver {
 
     const { store, replay } = await ResultStore.open(this.paths, outputFilePath(this.paths.folder, this.spec));
     this.store = store;
+    for (const index of this.repeatIndexes) {
+      if (index >= this.progress.miniBatchesTotal) {
+        throw new Error(
+          `faults.repeatMiniBatches lists mini-batch ${index}, but the job has ${this.progress.miniBatchesTotal} mini-batches ` +
+            `numbered from 0; list only indexes below ${this.progress.miniBatchesTotal}`,
+        );
+      }
+    }
+    // A second run that a previous driver did not finish runs now. The source yields such a mini-batch once more,
+    // although the journal records it as finished.
+    const pendingRepeats = new Set(
+      [...this.repeatIndexes].filter(
+        (index) =>
+          replay.finishedMiniBatches.has(index) && !replay.failedMiniBatches.has(index) && !replay.repeatedMiniBatches.has(index),
+      ),
+    );
+    for (const index of pendingRepeats) this.repeatRuns.add(index);
     this.progress.miniBatchesSucceeded = replay.miniBatchesSucceeded;
     this.progress.miniBatchesFailed = replay.miniBatchesFailed;
     this.progress.itemsSucceeded = replay.itemsSucceeded;
@@ -139,6 +164,7 @@ class JobDriver {
       miniBatchesFinished: replay.finishedMiniBatches.size,
       outputBytes: replay.outputBytes,
       droppedOutputBytes: replay.droppedOutputBytes,
+      repeatRunsPending: pendingRepeats.size,
     });
 
     const finished = replay.finishedMiniBatches;
@@ -150,7 +176,12 @@ class JobDriver {
         );
       }
     }
-    this.source = readMiniBatches(this.spec.manifestPath, this.spec.inputRoot, this.spec.miniBatchSize, (index) => finished.has(index));
+    this.source = readMiniBatches(
+      this.spec.manifestPath,
+      this.spec.inputRoot,
+      this.spec.miniBatchSize,
+      (index) => finished.has(index) && !pendingRepeats.has(index),
+    );
   }
 
   // NOTE: init() has no time limit here. Azure ML fails a job whose processes make no progress for a while, and
@@ -342,10 +373,25 @@ class JobDriver {
 
     const attempts = this.attempts.get(batch.index) ?? 1;
     this.attempts.delete(batch.index);
+    if (this.repeatRuns.delete(batch.index)) {
+      this.requireStore().recordSuccess(batch.index, items, rows, attempts, true);
+      this.log.info('Mini-batch ran a second time; its rows are in the output twice', {
+        miniBatch: batch.index,
+        attempt: attempts,
+        rows: rows?.length ?? 0,
+      });
+      return;
+    }
+
     this.requireStore().recordSuccess(batch.index, items, rows, attempts);
     this.progress.miniBatchesSucceeded += 1;
     this.progress.itemsSucceeded += items;
     this.markProgress();
+    if (this.repeatIndexes.has(batch.index)) {
+      // faults.repeatMiniBatches: run the mini-batch again, as Azure ML may after a timeout, and keep both runs' rows.
+      this.repeatRuns.add(batch.index);
+      this.retryQueue.push(batch);
+    }
   }
 
   /** Records a failed attempt; the mini-batch is queued again unless it has used all its retries. */
@@ -362,6 +408,16 @@ class JobDriver {
     if (attempts <= this.spec.maxRetries) {
       this.log.warn('Mini-batch attempt failed; retrying', fields);
       this.retryQueue.push(batch);
+      return;
+    }
+    if (this.repeatRuns.delete(batch.index)) {
+      // The first run succeeded and its rows stay, so the counts and thresholds are not affected.
+      this.log.warn('Second run of a mini-batch failed after its last attempt; its rows are in the output once', {
+        ...fields,
+        traceback: failure.traceback,
+      });
+      this.attempts.delete(batch.index);
+      this.requireStore().recordFailure(batch.index, batch.items.length, failure, attempts, true);
       return;
     }
 

@@ -48,6 +48,23 @@ export interface LocalJobSpec {
   pythonExecutable: string;
   /** Extra environment variables for the worker processes. Never secret values: secrets are read by the script. */
   environment: Record<string, string>;
+  /** Fault injection for tests. Jobs outside tests leave it unset. */
+  faults?: LocalJobFaults;
+}
+
+/**
+ * Faults that a test can make the runner reproduce. Each one imitates a behaviour of Azure ML's parallel runtime
+ * that a healthy local run never shows, so that code reading a job's output can be tested against it.
+ */
+export interface LocalJobFaults {
+  /**
+   * 0-based indexes of mini-batches that run a second time after their first success. The rows of both runs are
+   * appended, so each item of these mini-batches has two rows. Azure ML's parallel runtime delivers mini-batches
+   * at least once: a mini-batch run again after a timeout can append its rows twice. Progress counts such a
+   * mini-batch and its items once. The journal records the second run, so a restarted driver runs it only when
+   * it had not finished, and the output then still has exactly two copies of the rows.
+   */
+  repeatMiniBatches?: number[];
 }
 
 /** Job lifecycle states; the names match Azure ML's `JobStatus` values. */

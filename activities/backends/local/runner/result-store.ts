@@ -22,11 +22,20 @@ export interface JournalRecord {
   /** Byte length of the output file after this mini-batch's rows were appended. */
   outputBytes: number;
   failure?: MiniBatchFailure;
+  /**
+   * True on the line of a second run that `faults.repeatMiniBatches` requested. Such a line always follows the
+   * mini-batch's first line and changes no counts. Readers that keep the first line of each mini-batch ignore it.
+   */
+  repeat?: boolean;
 }
 
 /** The state rebuilt from the journal when a driver starts. */
 export interface JournalReplay {
   finishedMiniBatches: Set<number>;
+  /** The finished mini-batches whose last attempt failed. */
+  failedMiniBatches: Set<number>;
+  /** Mini-batches whose second run, requested by `faults.repeatMiniBatches`, has finished. */
+  repeatedMiniBatches: Set<number>;
   miniBatchesSucceeded: number;
   miniBatchesFailed: number;
   itemsSucceeded: number;
@@ -87,8 +96,11 @@ export class ResultStore {
     return { store, replay: { ...replay, droppedOutputBytes } };
   }
 
-  /** Appends the rows of a succeeded mini-batch and queues its journal line. */
-  recordSuccess(miniBatch: number, items: number, rows: readonly string[] | undefined, attempts: number): void {
+  /**
+   * Appends the rows of a succeeded mini-batch and queues its journal line. `repeat` marks the second run that
+   * `faults.repeatMiniBatches` requested.
+   */
+  recordSuccess(miniBatch: number, items: number, rows: readonly string[] | undefined, attempts: number, repeat = false): void {
     let rowCount = 0;
     if (rows !== undefined && this.outputFd !== undefined && rows.length > 0) {
       const bytes = Buffer.from(`${rows.join('\n')}\n`, 'utf8');
@@ -96,16 +108,28 @@ export class ResultStore {
       this.outputBytes += bytes.length;
       rowCount = rows.length;
     }
-    this.queue({ miniBatch, outcome: 'succeeded', items, rows: rowCount, attempts, outputBytes: this.outputBytes });
+    this.queue({ miniBatch, outcome: 'succeeded', items, rows: rowCount, attempts, outputBytes: this.outputBytes, ...repeatField(repeat) });
   }
 
-  /** Queues the journal line of a mini-batch whose last attempt failed; its rows are never appended. */
-  recordFailure(miniBatch: number, items: number, failure: MiniBatchFailure, attempts: number): void {
+  /**
+   * Queues the journal line of a mini-batch whose last attempt failed; its rows are never appended. `repeat` marks
+   * the second run that `faults.repeatMiniBatches` requested.
+   */
+  recordFailure(miniBatch: number, items: number, failure: MiniBatchFailure, attempts: number, repeat = false): void {
     const traceback =
       failure.traceback !== undefined && failure.traceback.length > MAX_JOURNAL_TRACEBACK_CHARS
         ? `...\n${failure.traceback.slice(-MAX_JOURNAL_TRACEBACK_CHARS)}`
         : failure.traceback;
-    this.queue({ miniBatch, outcome: 'failed', items, rows: 0, attempts, outputBytes: this.outputBytes, failure: { ...failure, traceback } });
+    this.queue({
+      miniBatch,
+      outcome: 'failed',
+      items,
+      rows: 0,
+      attempts,
+      outputBytes: this.outputBytes,
+      failure: { ...failure, traceback },
+      ...repeatField(repeat),
+    });
   }
 
   /** Makes the appended rows durable, then writes the journal lines that cover them. */
@@ -129,6 +153,11 @@ export class ResultStore {
   }
 }
 
+/** Returns the `repeat` field of a journal line; first runs leave it out, so their lines keep their old shape. */
+function repeatField(repeat: boolean): Pick<JournalRecord, 'repeat'> {
+  return repeat ? { repeat: true } : {};
+}
+
 function writeFully(fd: number, bytes: Buffer): void {
   let written = 0;
   while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
@@ -150,7 +179,8 @@ function isJournalRecord(value: unknown): value is JournalRecord {
     Number.isSafeInteger(record.miniBatch) &&
     (record.outcome === 'succeeded' || record.outcome === 'failed') &&
     Number.isSafeInteger(record.items) &&
-    Number.isSafeInteger(record.outputBytes)
+    Number.isSafeInteger(record.outputBytes) &&
+    (record.repeat === undefined || typeof record.repeat === 'boolean')
   );
 }
 
@@ -161,6 +191,8 @@ function isJournalRecord(value: unknown): value is JournalRecord {
 async function replayJournal(journalPath: string): Promise<Omit<JournalReplay, 'droppedOutputBytes'>> {
   const replay: Omit<JournalReplay, 'droppedOutputBytes'> = {
     finishedMiniBatches: new Set<number>(),
+    failedMiniBatches: new Set<number>(),
+    repeatedMiniBatches: new Set<number>(),
     miniBatchesSucceeded: 0,
     miniBatchesFailed: 0,
     itemsSucceeded: 0,
@@ -212,6 +244,11 @@ function parseRecord(line: string): JournalRecord | undefined {
 }
 
 function applyRecord(replay: Omit<JournalReplay, 'droppedOutputBytes'>, record: JournalRecord): void {
+  if (record.repeat === true) {
+    replay.repeatedMiniBatches.add(record.miniBatch);
+    replay.outputBytes = record.outputBytes;
+    return;
+  }
   if (replay.finishedMiniBatches.has(record.miniBatch)) return;
   replay.finishedMiniBatches.add(record.miniBatch);
   replay.outputBytes = record.outputBytes;
@@ -220,6 +257,7 @@ function applyRecord(replay: Omit<JournalReplay, 'droppedOutputBytes'>, record: 
     replay.itemsSucceeded += record.items;
   } else {
     replay.miniBatchesFailed += 1;
+    replay.failedMiniBatches.add(record.miniBatch);
     replay.itemsFailed += record.items;
     replay.lastFailure = { miniBatch: record.miniBatch, failure: record.failure ?? { message: 'no failure recorded' } };
   }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { LocalJobSpec, OutputAction } from './job-spec';
+import type { LocalJobFaults, LocalJobSpec, OutputAction } from './job-spec';
 
 const OUTPUT_ACTIONS: readonly OutputAction[] = ['append_row', 'summary_only'];
 
@@ -21,6 +21,7 @@ const SPEC_FIELDS: readonly (keyof LocalJobSpec)[] = [
   'appendRowFileName',
   'pythonExecutable',
   'environment',
+  'faults',
 ];
 
 /**
@@ -86,8 +87,38 @@ export function validateLocalJobSpec(value: unknown, source: string): LocalJobSp
   ) {
     throw invalid('environment', 'an object of string values');
   }
+  if (spec.faults !== undefined) {
+    const problem = faultsProblem(spec.faults);
+    if (problem !== undefined) throw invalid('faults', problem);
+  }
 
   return value as LocalJobSpec;
+}
+
+const FAULT_NAMES: readonly (keyof LocalJobFaults)[] = ['repeatMiniBatches'];
+
+/**
+ * Checks a `faults` value of a job spec. Returns what was expected when the value is invalid, or undefined when it
+ * is valid. Unknown fault names are invalid, so a misspelt fault cannot leave a test running without it.
+ */
+export function faultsProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return 'an object such as {"repeatMiniBatches": [0, 3]}';
+  }
+  const unknownNames = Object.keys(value).filter((name) => !FAULT_NAMES.includes(name as keyof LocalJobFaults));
+  if (unknownNames.length > 0) {
+    return `an object with no fields other than ${FAULT_NAMES.map((name) => `"${name}"`).join(', ')}, but it has ${unknownNames.map((name) => `"${name}"`).join(', ')}`;
+  }
+  const indexes = (value as LocalJobFaults).repeatMiniBatches;
+  if (indexes === undefined) return undefined;
+  if (
+    !Array.isArray(indexes) ||
+    !indexes.every((index) => typeof index === 'number' && Number.isSafeInteger(index) && index >= 0) ||
+    new Set(indexes).size !== indexes.length
+  ) {
+    return 'repeatMiniBatches to be an array of distinct 0-based mini-batch indexes, such as [0, 3]';
+  }
+  return undefined;
 }
 
 function checkInteger(
