@@ -6,16 +6,19 @@ import { buildBatchLedger } from './ledger/batch-ledger';
 import type { CollectResultsInput, CollectedResults } from './types';
 
 /**
- * Stage 7: streams the job's appended rows into the results folder, counts them and builds the item ledger beside
- * them. Rows and ledger records never enter history.
+ * Stage 7: merges the job's appended rows into the batch's results file as a new round, counts them and builds
+ * the item ledger beside them over every round so far. Rows and ledger records never enter history, and neither
+ * does the list of rounds: only this job's round number does.
  */
 export function createCollectResults(deps: ActivityDependencies) {
   return async function collectResults(input: CollectResultsInput): Promise<CollectedResults> {
     return classifyFailures(async () => {
-      const collected = await selectBackend(deps.backends, input.backend).collectResults(input);
-      const ledger = await buildBatchLedger(collected, Context.current().cancellationSignal);
-      log.info('Results collected', { backend: input.backend, jobName: input.jobName, ...collected, ledger });
-      return { ...collected, ...(ledger ? { ledger } : {}) };
+      const { rounds = [], ...collected } = await selectBackend(deps.backends, input.backend).collectResults(input);
+      // The ledger covers every round so far: their rows, failure records and the last round's no-result reason.
+      const ledger = await buildBatchLedger({ ...collected, rounds }, Context.current().cancellationSignal);
+      const round = rounds.find((each) => each.jobName === input.jobName)?.round;
+      log.info('Results collected', { backend: input.backend, jobName: input.jobName, round, jobStatus: input.jobStatus, ...collected, ledger });
+      return { ...collected, ...(round !== undefined ? { round } : {}), ...(ledger ? { ledger } : {}) };
     });
   };
 }

@@ -5,6 +5,7 @@ import { createCancelScoringJob, createDeleteDatasetVersion, createDeleteDatasto
 import { createEnsureDatastore } from './ensure-datastore';
 import { withHeartbeats } from './heartbeat';
 import { createRegisterDataset } from './register-dataset';
+import { createSelectItems } from './select-items';
 import { createSubmitScoringJob } from './submit-job';
 import { createWaitForJob } from './wait-for-job';
 import type { ActivityDependencies } from './dependencies';
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDependencies) {
     checkVaultAccess: keepAlive(createCheckVaultAccess(deps)),
     ensureDatastore: keepAlive(createEnsureDatastore(deps)),
     registerDataset: createRegisterDataset(deps),
+    selectItems: keepAlive(createSelectItems(deps)),
     submitScoringJob: keepAlive(createSubmitScoringJob(deps)),
     waitForJob: createWaitForJob(deps),
     collectResults: keepAlive(createCollectResults(deps)),

@@ -6,9 +6,11 @@ import type { ActivityDependencies } from './dependencies';
 import type { DatasetRef, RegisterDatasetInput } from './types';
 
 /**
- * Stage 4: lists the input folder into a manifest and registers it as a dataset version. The manifest stays in
- * storage; only its location, hash and counts are returned. Heartbeats while listing, with the count of files
- * listed so far, so a huge folder is not mistaken for a stuck activity.
+ * Stage 4: lists the input folder into a manifest, runs the input checks on it (see dataset-input-checks.ts) and
+ * registers it as a dataset version. An input error fails the stage with `InvalidInput` before anything is
+ * registered; warnings are returned in `inputWarnings` and logged. The manifest stays in storage; only its
+ * location, hash and counts are returned. Heartbeats while listing, with the count of files listed so far, so a
+ * huge folder is not mistaken for a stuck activity.
  */
 export function createRegisterDataset(deps: ActivityDependencies) {
   return async function registerDataset(input: RegisterDatasetInput): Promise<DatasetRef> {
@@ -24,6 +26,15 @@ export function createRegisterDataset(deps: ActivityDependencies) {
           itemCount: dataset.itemCount,
           created: dataset.created,
         });
+        if (dataset.inputWarnings !== undefined && dataset.inputWarnings.length > 0) {
+          log.warn('Input checks found problems that do not block the batch', {
+            backend: input.backend,
+            inputFolder: input.inputFolder,
+            datasetName: dataset.datasetName,
+            version: dataset.version,
+            warnings: dataset.inputWarnings,
+          });
+        }
         return dataset;
       }),
     );

@@ -163,7 +163,7 @@ function runChild(scenario: Scenario, ledgerPath: string): ChildReport {
 
 async function child(manifestPath: string, resultsPath: string, failureRecordsPath: string, ledgerPath: string): Promise<void> {
   const started = process.hrtime.bigint();
-  const { counts } = await buildLedger({ manifestPath, resultsPath, failureRecordsPath, ledgerPath, exclude: EXCLUDE_PATTERNS });
+  const { counts } = await buildLedger({ manifestPath, resultsPath, failureRecords: [{ path: failureRecordsPath, round: 1 }], ledgerPath, exclude: EXCLUDE_PATTERNS });
   const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
   // maxRSS is in KiB on Linux.
   const maxRssMiB = process.resourceUsage().maxRSS / 1024;

@@ -96,6 +96,21 @@ export interface BatchDescription {
   failure?: string;
 }
 
+/** Thrown by `BatchClient.rescore` when the batch cannot be rescored now; the message gives the reason and the fix. */
+export class RescoreRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RescoreRefusedError';
+  }
+}
+
+export interface RescoreStart {
+  workflowId: string;
+  uiLink: string;
+  /** Failed items in the rescored batch's ledger: at most this many are scored again. */
+  failedItems: number;
+}
+
 export interface BatchListEntry {
   workflowId: string;
   status: WorkflowExecutionStatusName;
@@ -234,6 +249,68 @@ export class BatchClient {
     }
     const missing = AMLBATCH_SEARCH_ATTRIBUTES.map(({ name }) => name).filter((name) => !registered.includes(name));
     if (missing.length > 0) throw new SearchAttributesMissingError(missing, this.namespace);
+  }
+
+  /**
+   * Starts a rescore of a completed batch: a new batch that scores only the items the batch's item ledger records
+   * as failed, with the batch's own input, dataset version and results folder. Its workflow id is
+   * `<first batch>-rescore-<n>`, numbered on from the last; one rescore of a batch runs at a time.
+   * Returns undefined, starting nothing, when the batch has no failed items.
+   */
+  async rescore(workflowId: string, options: { followUpRounds?: number } = {}): Promise<RescoreStart | undefined> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    const description = await handle.describe().catch((error: unknown) => this.rethrowNotFound(workflowId, error));
+    if (description.status.name !== 'COMPLETED') {
+      throw new RescoreRefusedError(
+        `batch ${workflowId} is ${description.status.name}; only a completed batch has an item ledger to rescore from. ` +
+          (description.status.name === 'RUNNING' ? 'Wait for it to end (amlbatch watch).' : 'Start a new batch instead (amlbatch score).'),
+      );
+    }
+    const summary = (await handle.result()) as BatchSummary;
+    if (!summary.ledger || summary.outputLocation === undefined || summary.dataset === undefined) {
+      throw new RescoreRefusedError(`batch ${workflowId} has no item ledger (outcome ${summary.outcome}), so there is nothing to rescore`);
+    }
+    if (summary.ledger.failed === 0) return undefined;
+
+    const original = await this.startInput(workflowId);
+    const firstBatch = original.rescore?.workflowId ?? workflowId;
+    const rescoreId = await this.nextRescoreId(firstBatch);
+    const input: BatchScoringInput = {
+      ...original,
+      resultsFolder: summary.outputLocation,
+      rescore: { workflowId, datasetVersion: summary.dataset.version },
+      ...(options.followUpRounds !== undefined ? { followUpRounds: options.followUpRounds } : {}),
+    };
+    const started = await this.start(input, rescoreId);
+    return { ...started, failedItems: summary.ledger.failed };
+  }
+
+  /** Reads the input a batch was started with from the first event of its history. */
+  private async startInput(workflowId: string): Promise<BatchScoringInput> {
+    const history = await this.client.workflow.getHandle(workflowId).fetchHistory();
+    const payloads = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
+    if (!payloads || payloads.length === 0) throw new Error(`batch ${workflowId} has no input in its history`);
+    return defaultPayloadConverter.fromPayload<BatchScoringInput>(payloads[0]);
+  }
+
+  /** Finds the first free `<firstBatch>-rescore-<n>`; refuses while an earlier rescore of the same batch still runs. */
+  private async nextRescoreId(firstBatch: string): Promise<string> {
+    for (let n = 1; ; n += 1) {
+      const candidate = `${firstBatch}-rescore-${n}`;
+      let status: string;
+      try {
+        status = (await this.client.workflow.getHandle(candidate).describe()).status.name;
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return candidate;
+        throw error;
+      }
+      if (status === 'RUNNING') {
+        throw new RescoreRefusedError(
+          `rescore ${candidate} of batch ${firstBatch} is still running, and two rescores would write to the same results; ` +
+            `wait for it (amlbatch watch ${candidate})`,
+        );
+      }
+    }
   }
 
   /** Waits for the batch to end and returns its summary; a failed batch throws with the stage's reason. */

@@ -9,6 +9,7 @@ import {
   BatchClient,
   BatchNotFoundError,
   NoPendingFailureError,
+  RescoreRefusedError,
   TemporalUnreachableError,
   type BatchDescription,
 } from './batch-client';
@@ -49,6 +50,7 @@ program
   .option('--append-row-file-name <name>', 'append_row output file name (default: parallel_run_step.txt)')
   .option('--secret-name <name>', 'secret the entry script reads; repeat for several', collect)
   .option('--results-folder <folder>', 'folder for the collected rows (default: in the local workspace)')
+  .option('--follow-up-rounds <n>', 'follow-up jobs over only the items a job left failed or without a result (default: 0)', wholeNumber)
   .action(async (folder: string | undefined, options: ScoreOptions) => {
     const input = await buildInput(folder, options);
     await withClient(async (client) => {
@@ -137,6 +139,27 @@ program
       const description = await watchBatch(client, workflowId, 1000);
       console.log(formatDescription(description, client.uiLink(workflowId)));
       if (description.status !== 'CANCELLED') process.exitCode = EXIT_FAILED;
+    });
+  });
+
+program
+  .command('rescore')
+  .description("score again only the items a completed batch's item ledger records as failed, into the same results")
+  .argument('<workflow-id>')
+  .option('--follow-up-rounds <n>', 'follow-up jobs for items that fail again (default: the batch\'s own setting)', wholeNumber)
+  .option('--wait', 'show a progress bar until the rescore ends, then print its summary')
+  .action(async (workflowId: string, options: { followUpRounds?: number; wait?: boolean }) => {
+    await withClient(async (client) => {
+      const started = await client.rescore(workflowId, options.followUpRounds !== undefined ? { followUpRounds: options.followUpRounds } : {});
+      if (!started) {
+        console.log(`Batch ${workflowId} has no failed items; nothing to rescore`);
+        return;
+      }
+      console.log(`Started rescore ${started.workflowId} of ${started.failedItems} failed items of batch ${workflowId}`);
+      console.log(`Temporal UI: ${started.uiLink}`);
+      if (!options.wait) return;
+      await showProgressUntilDone(client, started.workflowId);
+      console.log(JSON.stringify(await client.result(started.workflowId), null, 2));
     });
   });
 
@@ -243,6 +266,7 @@ interface ScoreOptions {
   appendRowFileName?: string;
   secretName?: string[];
   resultsFolder?: string;
+  followUpRounds?: number;
 }
 
 /** Thrown for mistakes the user can fix in the command line or input file; exits with code 2. */
@@ -292,6 +316,7 @@ async function buildInput(folder: string | undefined, options: ScoreOptions): Pr
     ...(options.appendRowFileName !== undefined ? { appendRowFileName: options.appendRowFileName } : {}),
     ...(options.secretName !== undefined ? { secretNames: options.secretName } : {}),
     ...(options.resultsFolder !== undefined ? { resultsFolder: options.resultsFolder } : {}),
+    ...(options.followUpRounds !== undefined ? { followUpRounds: options.followUpRounds } : {}),
   };
   const input = { ...fromFile, ...flags } as BatchScoringInput;
   if (typeof input.inputFolder !== 'string' || input.inputFolder === '') {
@@ -421,7 +446,8 @@ function exitCodeFor(error: unknown): number {
     error instanceof UsageError ||
     error instanceof InvalidBatchInputError ||
     error instanceof BatchNotFoundError ||
-    error instanceof NoPendingFailureError
+    error instanceof NoPendingFailureError ||
+    error instanceof RescoreRefusedError
   ) {
     return EXIT_USAGE;
   }

@@ -25,9 +25,31 @@ const FAILING_SCRIPT = 'def init():\n    raise RuntimeError("model store unreach
 const SLOW_SCRIPT = 'import time\n\n\ndef init():\n    pass\n\n\ndef run(mini_batch):\n    time.sleep(1)\n    return [{"path": p} for p in mini_batch]\n';
 
 /**
+ * An entry script that reports the first item of every mini-batch as failed, so a batch with follow-up rounds has
+ * items to score again, and some fail again in the next job.
+ */
+const FIRST_OF_EACH_FAILS_SCRIPT = [
+  'import os, sys',
+  '',
+  '',
+  'def init():',
+  '    global ROOT',
+  '    ROOT = sys.argv[sys.argv.index("--input_root") + 1]',
+  '',
+  '',
+  'def run(mini_batch):',
+  '    rows = []',
+  '    for index, path in enumerate(mini_batch):',
+  '        error = "ValueError: recorded failure" if index == 0 else None',
+  '        rows.append({"path": os.path.relpath(path, ROOT), "error": error})',
+  '    return rows',
+  '',
+].join('\n');
+
+/**
  * Batches recorded for the replay tests, as the current workflow code runs them. The files labelled `v1` came from
  * the code before compensation and operator retries. They cover `scored`, `nothing-to-score` and a `vault-failed`
- * batch that failed at once, which the current code would hold for an operator instead.
+ * batch that failed at once, which the current code would hold for an operator instead. `v3` adds follow-up rounds.
  */
 export const RECORDING_SCENARIOS: Record<string, RecordingScenario> = {
   scored: {
@@ -58,6 +80,16 @@ export const RECORDING_SCENARIOS: Record<string, RecordingScenario> = {
       await handle.signal(abortSignal, { reason: 'recorded abort' });
     },
     expectedStatus: 'FAILED',
+  },
+  'follow-up-rounds': {
+    input: (context) => ({
+      inputFolder: context.folderWithImages('follow-up'),
+      codeDirectory: context.codeFolder('first-fails-code', FIRST_OF_EACH_FAILS_SCRIPT),
+      miniBatchSize: 4,
+      processCount: 1,
+      followUpRounds: 2,
+    }),
+    expectedStatus: 'COMPLETED',
   },
   cancelled: {
     input: (context) => ({

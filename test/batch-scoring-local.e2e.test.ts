@@ -77,14 +77,17 @@ describe('batchScoring on the local backend', () => {
       'checkVaultAccess',
       'ensureDatastore',
       'registerDataset',
+      'selectItems',
       'submitScoringJob',
       'waitForJob',
       'collectResults',
     ]);
-    for (const stage of summary.stages) {
+    // selectItems runs only for follow-up jobs and rescores.
+    for (const stage of summary.stages.filter((each) => each.stage !== 'selectItems')) {
       expect(stage.state).toBe('completed');
       expect(stage.durationMs).toBeGreaterThanOrEqual(0);
     }
+    expect(summary.stages.find((each) => each.stage === 'selectItems')?.state).toBe('skipped');
     expect(summary.outputLocation).toBe(path.join(harness.workspaceDir, 'results', summary.workflowId.replace(/[^A-Za-z0-9_-]/g, '_')));
     expect(summary.dataset?.manifestSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(summary.miniBatches).toEqual({ total: 1, succeeded: 1, failed: 0 });

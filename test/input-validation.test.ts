@@ -28,6 +28,7 @@ describe('validateBatchInput', () => {
       secretNames: ['model-signing-key'],
       assetsOnFailure: 'keep',
       operatorRetryTimeout: 86400,
+      followUpRounds: 0,
     });
   });
 
@@ -56,8 +57,19 @@ describe('validateBatchInput', () => {
       resultsFolder: '/out',
       assetsOnFailure: 'remove_created',
       operatorRetryTimeout: 0,
+      followUpRounds: 0,
     };
     expect(validateBatchInput(raw)).toEqual(raw);
+  });
+
+  test('keeps follow-up rounds and a rescore', () => {
+    const raw = {
+      inputFolder: '/data',
+      resultsFolder: '/out',
+      followUpRounds: 3,
+      rescore: { workflowId: 'batch-1', datasetVersion: '0123456789abcdef' },
+    };
+    expect(validateBatchInput(raw)).toMatchObject(raw);
   });
 
   test.each([
@@ -88,6 +100,11 @@ describe('validateBatchInput', () => {
     ['miniBatchErrorThreshold', { inputFolder: '/d', miniBatchErrorThreshold: 1.5 }],
     ['outputAction', { inputFolder: '/d', outputAction: 'append_rows' }],
     ['appendRowFileName', { inputFolder: '/d', appendRowFileName: '../escape.txt' }],
+    ['followUpRounds', { inputFolder: '/d', followUpRounds: 11 }],
+    ['followUpRounds', { inputFolder: '/d', followUpRounds: 1, outputAction: 'summary_only' }],
+    ['resultsFolder', { inputFolder: '/d', rescore: { workflowId: 'b', datasetVersion: 'v' } }],
+    ['rescore.datasetVersion', { inputFolder: '/d', resultsFolder: '/out', rescore: { workflowId: 'b' } }],
+    ['rescore.other', { inputFolder: '/d', resultsFolder: '/out', rescore: { workflowId: 'b', datasetVersion: 'v', other: 1 } }],
     ['entryScript', { inputFolder: '/d', entryScript: '../outside.py' }],
     ['entryScript', { inputFolder: '/d', entryScript: 'score.sh' }],
     ['codeDirectory', { inputFolder: '/d', codeDirectory: 'relative' }],

@@ -35,6 +35,14 @@ async function runBatch(backend: FakeBackend, input: unknown = { inputFolder: '/
   );
 }
 
+/** Input and backend under which every stage runs; selectItems runs only for a follow-up job. */
+function batchFor(stage: string): { backend: FakeBackend; input: unknown } {
+  const backend = new FakeBackend();
+  if (stage !== 'selectItems') return { backend, input: { inputFolder: '/fake/data', operatorRetryTimeout: 0 } };
+  backend.failedItemsPerCollect = [1, 0];
+  return { backend, input: { inputFolder: '/fake/data', operatorRetryTimeout: 0, followUpRounds: 1 } };
+}
+
 async function failureOf(promise: Promise<unknown>): Promise<WorkflowFailedError> {
   try {
     await promise;
@@ -47,10 +55,10 @@ async function failureOf(promise: Promise<unknown>): Promise<WorkflowFailedError
 
 describe('stage retry policies', () => {
   test.each(STAGE_ORDER.map((stage) => [stage]))('transient failures of %s are retried', async (stage) => {
-    const backend = new FakeBackend();
+    const { backend, input } = batchFor(stage);
     backend.failures[stage] = [new Error('connection reset'), new Error('connection reset')];
 
-    const summary = await runBatch(backend);
+    const summary = await runBatch(backend, input);
 
     expect(backend.calls[stage]).toBe(3);
     expect(summary.outcome).toBe('scored');
@@ -60,12 +68,12 @@ describe('stage retry policies', () => {
   // waitForJob retries without limit, bounded by its scheduleToCloseTimeout instead (see the long-batch tests).
   const limitedStages = STAGE_ORDER.filter((stage) => stage !== 'waitForJob');
   test.each(limitedStages.map((stage) => [stage]))('retries of %s stop at maximumAttempts', async (stage) => {
-    const backend = new FakeBackend();
+    const { backend, input } = batchFor(stage);
     const retry = STAGE_OPTIONS[stage].retry;
     const attempts = 'maximumAttempts' in retry ? retry.maximumAttempts : 0;
     backend.failures[stage] = Array.from({ length: attempts + 1 }, () => new Error('still down'));
 
-    const failure = await failureOf(runBatch(backend));
+    const failure = await failureOf(runBatch(backend, input));
 
     expect(backend.calls[stage]).toBe(attempts);
     expect(failure.cause?.message).toBe(`stage ${stage} failed: still down`);
@@ -115,6 +123,7 @@ describe('stage retry policies', () => {
     expect(summary.outcome).toBe('nothing_to_score');
     expect(backend.calls.submitScoringJob).toBe(0);
     expect(summary.stages.filter((s) => s.state === 'skipped').map((s) => s.stage)).toEqual([
+      'selectItems',
       'submitScoringJob',
       'waitForJob',
       'collectResults',

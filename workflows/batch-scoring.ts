@@ -10,7 +10,16 @@ import {
 } from '@temporalio/workflow';
 import { RetryState } from '@temporalio/common';
 import type { BatchActivities } from '../activities';
-import type { AuthenticateResult, AzureStageSettings, DatasetRef, JobOutcome, JobRef, StageInput } from '../activities/types';
+import type {
+  AuthenticateResult,
+  AzureStageSettings,
+  CollectedResults,
+  DatasetRef,
+  ItemSelection,
+  JobProgress,
+  JobRef,
+  StageInput,
+} from '../activities/types';
 import { BatchTracker } from './batch-status';
 import { Compensations } from './compensations';
 import { InvalidBatchInputError, validateBatchInput, type ResolvedBatchInput } from './input';
@@ -18,12 +27,13 @@ import { abortSignal, retrySignal, statusQuery } from './messages';
 import { OperatorGate, type OperatorDecision } from './operator-gate';
 import { OPERATOR_FIXABLE_FAILURES, retrySubmitsNewJob } from './operator-retry';
 import { COMPENSATION_OPTIONS, STAGE_OPTIONS, type StageName } from './stage-options';
-import type { BatchSummary, CompensationRecord } from './summary';
+import type { BatchSummary, CompensationRecord, JobRecord } from './summary';
 
 const { authenticate } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.authenticate, summary: 'authenticate' });
 const { checkVaultAccess } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.checkVaultAccess, summary: 'check vault access' });
 const { ensureDatastore } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.ensureDatastore, summary: 'ensure datastore' });
 const { registerDataset } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.registerDataset, summary: 'register dataset' });
+const { selectItems } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.selectItems, summary: 'select items' });
 const { submitScoringJob } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.submitScoringJob, summary: 'submit scoring job' });
 const { waitForJob } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.waitForJob, summary: 'wait for job' });
 const { collectResults } = proxyActivities<BatchActivities>({ ...STAGE_OPTIONS.collectResults, summary: 'collect results' });
@@ -116,6 +126,19 @@ class NewJobRequested extends Error {
   }
 }
 
+/** A stage failure the caller chose to handle itself, such as a failed job that a follow-up round finishes. */
+class AcceptedFailure {
+  constructor(readonly failure: StageFailure) {}
+}
+
+/** The end of a job, as the collect stage needs it. */
+interface JobEnd {
+  status: 'Completed' | 'Failed' | 'Canceled';
+  progress: JobProgress;
+}
+
+const NO_PROGRESS: JobProgress = { miniBatchesTotal: 0, miniBatchesSucceeded: 0, miniBatchesFailed: 0, itemsTotal: 0, itemsSucceeded: 0, itemsFailed: 0 };
+
 interface StageFailure {
   message: string;
   type: string;
@@ -154,7 +177,20 @@ class BatchRun {
       );
     }
 
-    const dataset = await this.stage('registerDataset', () => registerDataset({ ...this.context(), datastore, inputFolder: this.input.inputFolder }));
+    const dataset = await this.stage('registerDataset', () =>
+      registerDataset({
+        ...this.context(),
+        datastore,
+        inputFolder: this.input.inputFolder,
+        checks: {
+          programArguments: this.input.programArguments,
+          runInvocationTimeout: this.input.runInvocationTimeout,
+          miniBatchSize: this.input.miniBatchSize,
+          entryScript: this.input.entryScript,
+          ...(this.input.codeDirectory !== undefined ? { codeDirectory: this.input.codeDirectory } : {}),
+        },
+      }),
+    );
     tracker.datasetRegistered({ name: dataset.datasetName, version: dataset.version, created: dataset.created, itemCount: dataset.itemCount });
     if (dataset.created) {
       this.registerAssetUndo('deleteDatasetVersion', `${dataset.datasetName}:${dataset.version}`, () =>
@@ -162,59 +198,147 @@ class BatchRun {
       );
     }
     const datasetSummary = { name: dataset.datasetName, version: dataset.version, manifestSha256: dataset.manifestSha256 };
+    const rescore = this.input.rescore;
+    const base = {
+      workflowId,
+      backend: this.input.backend,
+      itemsTotal: dataset.itemCount,
+      dataset: datasetSummary,
+      ...(rescore ? { rescoreOf: rescore.workflowId } : {}),
+      ...(dataset.inputWarnings && dataset.inputWarnings.length > 0 ? { inputWarnings: dataset.inputWarnings } : {}),
+    };
+
+    if (rescore && dataset.version !== rescore.datasetVersion) {
+      const failure: StageFailure = {
+        message:
+          `input folder ${this.input.inputFolder} changed since batch ${rescore.workflowId} scored it: its dataset version is now ` +
+          `${dataset.version}, not ${rescore.datasetVersion}. A rescore only scores the items of the version the batch scored; ` +
+          'restore the folder, or start a new batch for the changed folder',
+        type: 'DatasetChanged',
+        fixable: false,
+      };
+      this.tracker.stageFailed('registerDataset', failure);
+      throw new StageFailedError('registerDataset', failure, 'not_fixable', undefined);
+    }
 
     if (dataset.itemCount === 0) {
       tracker.skipPendingStages();
       tracker.finish('completed', { note: `**Nothing to score**: ${this.input.inputFolder} holds no files, so no job was submitted.` });
-      return { workflowId, backend: this.input.backend, outcome: 'nothing_to_score', itemsTotal: 0, itemsScored: 0, itemsFailed: 0, dataset: datasetSummary, stages: tracker.status.stages };
+      return { ...base, outcome: 'nothing_to_score', itemsTotal: 0, itemsScored: 0, itemsFailed: 0, stages: tracker.status.stages };
     }
 
-    const { job, outcome } = await this.runJob(dataset);
-    const input = this.input;
-    const collected = await this.stage('collectResults', () =>
-      collectResults({
-        ...this.context(),
-        jobName: job.jobName,
-        workflowId,
-        ...(input.resultsFolder !== undefined ? { resultsFolder: input.resultsFolder } : {}),
-        outputAction: input.outputAction,
-        appendRowFileName: input.appendRowFileName,
-        dataset,
-        progress: outcome.progress,
-      }),
-    );
+    // A batch's first job scores the whole dataset. A rescore's first job and every follow-up job score only the
+    // items that the item ledger in the results folder records as failed.
+    let selection: ItemSelection | undefined;
+    if (rescore) {
+      selection = await this.selectFailedItems(dataset, this.input.resultsFolder!);
+      if (selection.itemCount === 0) {
+        tracker.skipPendingStages();
+        tracker.finish('completed', { note: `**Nothing to rescore**: batch ${rescore.workflowId} has no failed items.` });
+        return { ...base, outcome: 'nothing_to_rescore', itemsScored: 0, itemsFailed: 0, outputLocation: this.input.resultsFolder!, stages: tracker.status.stages };
+      }
+    } else {
+      tracker.stageSkipped('selectItems');
+    }
 
-    const { progress } = outcome;
+    const jobs: JobRecord[] = [];
+    let followUpsLeft = this.input.followUpRounds;
+    for (;;) {
+      const { job, end } = await this.runJob(dataset, selection, followUpsLeft > 0);
+      const input = this.input;
+      const resultsFolder = selection ? this.pinnedResultsFolder : input.resultsFolder;
+      const collected = await this.stage('collectResults', () =>
+        collectResults({
+          ...this.context(),
+          jobName: job.jobName,
+          workflowId,
+          ...(resultsFolder !== undefined ? { resultsFolder } : {}),
+          outputAction: input.outputAction,
+          appendRowFileName: input.appendRowFileName,
+          dataset,
+          ...(selection ? { selection } : {}),
+          jobStatus: end.status,
+          progress: end.progress,
+        }),
+      );
+      // Later rounds must merge into the folder this one used, whatever an operator's retry changes later.
+      this.pinnedResultsFolder = collected.resultsFolder;
+      jobs.push({
+        jobName: job.jobName,
+        ...(collected.round !== undefined ? { round: collected.round } : {}),
+        status: end.status,
+        items: selection?.itemCount ?? dataset.itemCount,
+        miniBatches: { total: end.progress.miniBatchesTotal, succeeded: end.progress.miniBatchesSucceeded, failed: end.progress.miniBatchesFailed },
+      });
+
+      const ledger = collected.ledger;
+      if (ledger && ledger.failed > 0 && followUpsLeft > 0) {
+        followUpsLeft -= 1;
+        selection = await this.selectFailedItems(dataset, collected.resultsFolder);
+        if (selection.itemCount > 0) continue;
+      }
+      return this.finishScored(base, dataset, collected, jobs, end.progress);
+    }
+  }
+
+  /** Results folder of the batch's first collected job; follow-up jobs merge their rows into it. */
+  private pinnedResultsFolder: string | undefined;
+  /** The last job submission number used; each submission gets its own job name. */
+  private submission = 0;
+
+  private async selectFailedItems(dataset: DatasetRef, resultsFolder: string): Promise<ItemSelection> {
+    const submission = this.submission + 1;
+    this.pinnedResultsFolder = resultsFolder;
+    const selection = await this.stage('selectItems', () =>
+      selectItems({ ...this.context(), workflowId: this.workflowId, submission, dataset, kind: 'failed_items', resultsFolder }),
+    );
+    this.tracker.itemsSelected(selection.itemCount);
+    return selection;
+  }
+
+  private finishScored(
+    base: Pick<BatchSummary, 'workflowId' | 'backend' | 'itemsTotal' | 'dataset' | 'rescoreOf' | 'inputWarnings'>,
+    dataset: DatasetRef,
+    collected: CollectedResults,
+    jobs: JobRecord[],
+    lastProgress: JobProgress,
+  ): BatchSummary {
+    const { tracker, input } = this;
+    const last = jobs[jobs.length - 1];
     // With append_row every item without a clean row failed: its mini-batch failed, its row reports an error, or
     // run() left it out. Azure ML reports no per-item counts, so this is also the only count both backends share.
     // The item ledger, when the collect built one, gives each item exactly one outcome, duplicate rows collapsed.
     const { ledger } = collected;
+    const miniBatchesFailed = jobs.reduce((sum, job) => sum + job.miniBatches.failed, 0);
     const itemsScored = ledger
       ? ledger.scored
       : input.outputAction === 'append_row'
         ? collected.rowCount - collected.failedRowCount
-        : progress.itemsSucceeded;
+        : lastProgress.itemsSucceeded;
     const itemsFailed = ledger
       ? ledger.failed
       : input.outputAction === 'append_row'
         ? Math.max(0, dataset.itemCount - itemsScored)
-        : progress.itemsFailed;
+        : lastProgress.itemsFailed;
+    const rounds = jobs.length > 1 ? ` in ${jobs.length} jobs` : '';
     tracker.finish('completed', {
-      note: `**Done**: ${itemsScored} of ${dataset.itemCount} items scored, ${itemsFailed} failed.\n\nResults: \`${collected.resultsFolder}\``,
+      note: `**Done**: ${itemsScored} of ${dataset.itemCount} items scored${rounds}, ${itemsFailed} failed.\n\nResults: \`${collected.resultsFolder}\``,
     });
     return {
-      workflowId,
-      backend: input.backend,
+      ...base,
       outcome: 'scored',
-      itemsTotal: dataset.itemCount,
       itemsScored,
       itemsFailed,
       outputLocation: collected.resultsFolder,
       ...(collected.resultsFile !== undefined ? { resultsFile: collected.resultsFile } : {}),
       ...(collected.resultsSha256 !== undefined ? { resultsSha256: collected.resultsSha256 } : {}),
-      dataset: datasetSummary,
-      jobName: job.jobName,
-      miniBatches: { total: progress.miniBatchesTotal, succeeded: progress.miniBatchesSucceeded, failed: progress.miniBatchesFailed },
+      jobName: last.jobName,
+      miniBatches: {
+        total: jobs.reduce((sum, job) => sum + job.miniBatches.total, 0),
+        succeeded: jobs.reduce((sum, job) => sum + job.miniBatches.succeeded, 0),
+        failed: miniBatchesFailed,
+      },
+      ...(jobs.length > 1 || base.rescoreOf !== undefined ? { jobs } : {}),
       ...(ledger ? { ledger } : {}),
       stages: tracker.status.stages,
     };
@@ -223,10 +347,14 @@ class BatchRun {
   /**
    * Submits the job and waits for it. An operator's retry of a failed job submits a new one, numbered on from the
    * last, because a failed job cannot resume. Each job's undo step is registered before its submit, so a job that a
-   * lost submit response left running is cancelled too.
+   * lost submit response left running is cancelled too. With `followUp`, a job that failed or was canceled by
+   * someone else ends the wait instead of failing the stage: its rows are collected and a follow-up job scores
+   * what it left.
    */
-  private async runJob(dataset: DatasetRef): Promise<{ job: JobRef; outcome: JobOutcome }> {
-    for (let submission = 1; ; submission += 1) {
+  private async runJob(dataset: DatasetRef, selection: ItemSelection | undefined, followUp: boolean): Promise<{ job: JobRef; end: JobEnd }> {
+    for (;;) {
+      this.submission += 1;
+      const submission = this.submission;
       const undo = this.durable
         ? this.saga.add({
             action: 'cancelScoringJob',
@@ -236,15 +364,32 @@ class BatchRun {
         : undefined;
 
       const job = await this.stage('submitScoringJob', () =>
-        submitScoringJob({ ...this.context(), workflowId: this.workflowId, submission, dataset, settings: jobSettings(this.input) }),
+        submitScoringJob({
+          ...this.context(),
+          workflowId: this.workflowId,
+          submission,
+          dataset,
+          ...(selection ? { selection } : {}),
+          settings: jobSettings(this.input),
+        }),
       );
       if (undo) undo.target = job.jobName;
       this.tracker.jobSubmitted(job.jobName);
 
       try {
-        const outcome = await this.stage('waitForJob', () => waitForJob({ ...this.context(), jobName: job.jobName, pollInWindows: true }));
-        this.tracker.jobObserved(outcome.status, outcome.progress);
-        return { job, outcome };
+        const waited = await this.stage(
+          'waitForJob',
+          () => waitForJob({ ...this.context(), jobName: job.jobName, pollInWindows: true }),
+          followUp ? (failure) => failure.type === 'JobFailed' || failure.type === 'JobCanceled' : undefined,
+        );
+        if (waited instanceof AcceptedFailure) {
+          const status = waited.failure.type === 'JobFailed' ? 'Failed' : 'Canceled';
+          const progress = this.tracker.status.job?.progress ?? NO_PROGRESS;
+          this.tracker.jobObserved(status, progress);
+          return { job, end: { status, progress } };
+        }
+        this.tracker.jobObserved(waited.status, waited.progress);
+        return { job, end: { status: 'Completed', progress: waited.progress } };
       } catch (error) {
         if (error instanceof NewJobRequested) continue;
         throw error;
@@ -257,7 +402,9 @@ class BatchRun {
    * signal. A retry runs the stage again with the corrected input. An abort, a timeout or any other failure throws
    * `StageFailedError`, and a cancellation passes through unchanged.
    */
-  private async stage<T>(stage: StageName, body: () => Promise<T>): Promise<T> {
+  private async stage<T>(stage: StageName, body: () => Promise<T>): Promise<T>;
+  private async stage<T>(stage: StageName, body: () => Promise<T>, accept: ((failure: StageFailure) => boolean) | undefined): Promise<T | AcceptedFailure>;
+  private async stage<T>(stage: StageName, body: () => Promise<T>, accept?: (failure: StageFailure) => boolean): Promise<T | AcceptedFailure> {
     for (;;) {
       this.tracker.stageStarted(stage);
       let error: unknown;
@@ -274,6 +421,10 @@ class BatchRun {
         throw error;
       }
       const failure = describeFailure(error);
+      if (accept?.(failure)) {
+        this.tracker.stageCompleted(stage);
+        return new AcceptedFailure(failure);
+      }
       this.tracker.stageFailed(stage, failure);
       if (!this.durable) throw new StageFailedError(stage, failure, 'no_operator_wait', error);
       if (!failure.fixable) throw new StageFailedError(stage, failure, 'not_fixable', error);

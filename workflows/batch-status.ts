@@ -72,6 +72,12 @@ export class BatchTracker {
     this.publish();
   }
 
+  /** Marks a stage the batch does not need as skipped, unless it already ran. */
+  stageSkipped(stage: StageName): void {
+    const record = this.record(stage);
+    if (record.state === 'pending') record.state = 'skipped';
+  }
+
   /** Marks the stages that never ran, as when a folder with no files needs no job. */
   skipPendingStages(): void {
     for (const record of this.status.stages) if (record.state === 'pending') record.state = 'skipped';
@@ -111,6 +117,11 @@ export class BatchTracker {
 
   datastoreEnsured(datastore: { name: string; created: boolean }): void {
     this.status.datastore = datastore;
+  }
+
+  /** Records how many items the next job scores, when a follow-up round or a rescore selected them. */
+  itemsSelected(itemCount: number): void {
+    this.status.itemsSelected = itemCount;
   }
 
   jobSubmitted(jobName: string): void {

@@ -118,8 +118,28 @@ export interface BatchScoringInput {
    * failed job, retries exhausted). @default 86400 (24 hours)
    */
   operatorRetryTimeout?: number;
+  /**
+   * Follow-up jobs the batch may submit after its first, each over only the items that are still failed or
+   * without a result (error threshold exceeded, job canceled by someone else, crashed or pre-empted). Their rows
+   * are appended to the same results file; an item already scored is never scored again. @default 0
+   */
+  followUpRounds?: number;
+  /**
+   * Makes this batch a rescore of an earlier one: it scores only the items the earlier batch's item ledger
+   * records as failed, in the earlier batch's datastore, dataset version and `resultsFolder` (required here).
+   * `amlbatch rescore <workflow id>` fills this in.
+   */
+  rescore?: RescoreSettings;
   /** Required with `backend: "azure"`, rejected otherwise. */
   azure?: AzureBatchSettings;
+}
+
+/** The batch a rescore finishes, and the dataset version it scored; a changed input folder is refused. */
+export interface RescoreSettings {
+  /** Workflow id of the batch whose failed items are scored again. */
+  workflowId: string;
+  /** The dataset version that batch scored. */
+  datasetVersion: string;
 }
 
 /** The input after validation, with every default applied except those only the worker's machine can know. */
@@ -144,6 +164,8 @@ export interface ResolvedBatchInput {
   assetsOnFailure: AssetsOnFailure;
   /** Seconds; 0 fails a stage at once. */
   operatorRetryTimeout: number;
+  followUpRounds: number;
+  rescore?: RescoreSettings;
   azure?: AzureBatchSettings;
 }
 
@@ -162,6 +184,7 @@ export const INPUT_DEFAULTS = {
   appendRowFileName: 'parallel_run_step.txt',
   assetsOnFailure: 'keep' as AssetsOnFailure,
   operatorRetryTimeout: 24 * 3600,
+  followUpRounds: 0,
 };
 
 /** One invalid field: its name, the value received and what is allowed. */
@@ -201,6 +224,8 @@ const KNOWN_FIELDS: ReadonlyArray<keyof BatchScoringInput> = [
   'resultsFolder',
   'assetsOnFailure',
   'operatorRetryTimeout',
+  'followUpRounds',
+  'rescore',
   'azure',
 ];
 
@@ -212,6 +237,8 @@ const MAX_RUN_INVOCATION_TIMEOUT = 7 * 24 * 3600;
 const MAX_RETRIES = 100;
 /** Seconds; a failed stage can wait up to a year for an operator, far beyond any on-call rotation. */
 const MAX_OPERATOR_RETRY_TIMEOUT = 365 * 24 * 3600;
+/** Each round is a whole job; past a few, the items left fail for a reason another round will not fix. */
+const MAX_FOLLOW_UP_ROUNDS = 10;
 /** Key Vault secret names: 1 to 127 characters, letters, digits and dashes. */
 const SECRET_NAME_PATTERN = /^[0-9a-zA-Z-]{1,127}$/;
 /** A plain file name: no folder separators, not `.` or `..`, no control characters. */
@@ -290,6 +317,15 @@ export function validateBatchInput(raw: unknown): ResolvedBatchInput {
   const operatorRetryTimeout =
     check.integer('operatorRetryTimeout', 0, MAX_OPERATOR_RETRY_TIMEOUT, 'seconds; 0 fails a stage at once') ??
     INPUT_DEFAULTS.operatorRetryTimeout;
+  const followUpRounds = check.integer('followUpRounds', 0, MAX_FOLLOW_UP_ROUNDS) ?? INPUT_DEFAULTS.followUpRounds;
+  const rescore = validateRescore(input.rescore, resultsFolder, problems);
+  if (outputAction === 'summary_only' && (followUpRounds > 0 || rescore !== undefined)) {
+    problems.push({
+      field: followUpRounds > 0 ? 'followUpRounds' : 'rescore',
+      value: followUpRounds > 0 ? followUpRounds : input.rescore,
+      allowed: 'outputAction "append_row" with follow-up rounds and rescores: with summary_only a job writes no rows, so nothing tells which items a later job scored',
+    });
+  }
   const azure = backend === 'azure' ? validateAzureSettings(input.azure, problems) : undefined;
   if (backend !== 'azure' && input.azure !== undefined) {
     problems.push({ field: 'azure', value: input.azure, allowed: 'no "azure" settings unless backend is "azure"' });
@@ -321,8 +357,33 @@ export function validateBatchInput(raw: unknown): ResolvedBatchInput {
     ...(resultsFolder !== undefined ? { resultsFolder } : {}),
     assetsOnFailure,
     operatorRetryTimeout,
+    followUpRounds,
+    ...(rescore !== undefined ? { rescore } : {}),
     ...(azure !== undefined ? { azure } : {}),
   };
+}
+
+function validateRescore(raw: unknown, resultsFolder: string | undefined, problems: InputProblem[]): RescoreSettings | undefined {
+  if (raw === undefined) return undefined;
+  const shape = '{"workflowId": "<earlier batch>", "datasetVersion": "<its dataset version>"}';
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    problems.push({ field: 'rescore', value: raw, allowed: `an object ${shape}` });
+    return undefined;
+  }
+  const before = problems.length;
+  const check = new FieldChecker(raw as Record<string, unknown>, problems, 'rescore.');
+  for (const key of Object.keys(raw)) {
+    if (key !== 'workflowId' && key !== 'datasetVersion') {
+      problems.push({ field: `rescore.${key}`, value: (raw as Record<string, unknown>)[key], allowed: 'no such field; known fields are workflowId, datasetVersion' });
+    }
+  }
+  const workflowId = check.requiredString('workflowId', 'the workflow id of the batch to rescore');
+  const datasetVersion = check.requiredString('datasetVersion', 'the dataset version that batch scored, from its result');
+  if (resultsFolder === undefined) {
+    problems.push({ field: 'resultsFolder', value: undefined, allowed: 'the earlier batch\'s results folder (required with "rescore")' });
+  }
+  if (problems.length > before || workflowId === undefined || datasetVersion === undefined) return undefined;
+  return { workflowId, datasetVersion };
 }
 
 /** Azure ML asset and datastore names, as the REST API enforces them on PUT. */

@@ -31,6 +31,12 @@ export const STAGE_OPTIONS = {
     heartbeatTimeout: '20 seconds',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 },
   },
+  /** Writes a manifest of the items to score again and, on Azure, copies those items; 1 hour covers many copies. */
+  selectItems: {
+    startToCloseTimeout: '1 hour',
+    heartbeatTimeout: '20 seconds',
+    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 },
+  },
   submitScoringJob: {
     startToCloseTimeout: '5 minutes',
     heartbeatTimeout: '20 seconds',
@@ -68,6 +74,7 @@ export const STAGE_ORDER: readonly StageName[] = [
   'checkVaultAccess',
   'ensureDatastore',
   'registerDataset',
+  'selectItems',
   'submitScoringJob',
   'waitForJob',
   'collectResults',

@@ -1,4 +1,4 @@
-import type { JobProgress, LedgerSummary } from '../activities/types';
+import type { DatasetRef, JobProgress, LedgerSummary } from '../activities/types';
 import type { Backend } from './input';
 import type { StageName } from './stage-options';
 
@@ -27,8 +27,15 @@ export interface StageRecord {
 export interface BatchSummary {
   workflowId: string;
   backend: Backend;
-  /** `nothing_to_score` when the input folder held no files: no job was submitted. */
-  outcome: 'scored' | 'nothing_to_score';
+  /**
+   * `nothing_to_score` when the input folder held no files, `nothing_to_rescore` when a rescore found no failed
+   * items: no job was submitted.
+   */
+  outcome: 'scored' | 'nothing_to_score' | 'nothing_to_rescore';
+  /** Set for a rescore: the workflow id of the batch whose failed items this one scored. */
+  rescoreOf?: string;
+  /** Risks the input checks found in the folder or settings that did not stop the batch, such as file names to rename. */
+  inputWarnings?: DatasetRef['inputWarnings'];
   itemsTotal: number;
   /** Items with a row that reports no error. */
   itemsScored: number;
@@ -39,11 +46,27 @@ export interface BatchSummary {
   resultsFile?: string;
   resultsSha256?: string;
   dataset?: { name: string; version: string; manifestSha256: string };
+  /** The last job's name. */
   jobName?: string;
+  /** Mini-batches over every job of the batch. */
   miniBatches?: { total: number; succeeded: number; failed: number };
+  /** Every job, in order, when there was more than one or the batch is a rescore. */
+  jobs?: JobRecord[];
   /** The item ledger's file and counts: every item scored, failed (by reason) or excluded exactly once. */
   ledger?: LedgerSummary;
   stages: StageRecord[];
+}
+
+/** One job of a batch: its first, a follow-up over the items left failed, or a rescore's. */
+export interface JobRecord {
+  jobName: string;
+  /** Its round in the results file: 1 for the rows that came first. */
+  round?: number;
+  /** The job's terminal status. A failed or canceled job's rows are kept, and a follow-up job scores what it left. */
+  status: 'Completed' | 'Failed' | 'Canceled';
+  /** Items the job was given. */
+  items: number;
+  miniBatches: { total: number; succeeded: number; failed: number };
 }
 
 /** State of the batch; `compensating` while it undoes what it created after a final failure or cancellation. */
@@ -99,6 +122,8 @@ export interface BatchStatus {
   stages: StageRecord[];
   /** Set once the dataset is registered. */
   itemsTotal?: number;
+  /** Items of the current follow-up or rescore job, which scores only the items left failed. */
+  itemsSelected?: number;
   jobName?: string;
   dataset?: { name: string; version: string; created: boolean };
   datastore?: { name: string; created: boolean };

@@ -8,8 +8,10 @@ import type {
   DatastoreRef,
   EnsureDatastoreInput,
   JobOutcome,
+  ItemSelection,
   JobRef,
   RegisterDatasetInput,
+  SelectItemsInput,
   StageInput,
   SubmitJobInput,
   JobProgress,
@@ -58,12 +60,22 @@ export interface ScoringBackend {
   checkVaultAccess(input: CheckVaultInput): Promise<CheckVaultResult>;
   ensureDatastore(input: EnsureDatastoreInput): Promise<DatastoreRef>;
   registerDataset(input: RegisterDatasetInput, reportProgress: (filesListed: number) => void): Promise<DatasetRef>;
+  /**
+   * Picks the items a follow-up job scores (see `SelectItemsInput`) and makes them a job input of their own.
+   * Idempotent: a retried call for the same submission gives the same selection.
+   */
+  selectItems(input: SelectItemsInput): Promise<ItemSelection>;
+  /** Starts the job over `input.selection` when set, else over the whole dataset. */
   submitScoringJob(input: SubmitJobInput): Promise<JobRef>;
   /**
    * Polls the job until it ends and returns when it completed; throws `StageError('JobFailed')` or
    * `StageError('JobCanceled')` when it ended otherwise.
    */
   waitForJob(input: WaitForJobInput, options: WaitOptions): Promise<JobOutcome>;
+  /**
+   * Merges the job's rows into the batch's results file as a new round (see results-rounds.ts) and returns the
+   * inputs of the item ledger: the batch's manifest and every round so far.
+   */
   collectResults(input: CollectResultsInput): Promise<CollectedResults>;
 
   /*

@@ -1,5 +1,8 @@
 /**
- * Builds the item ledger (see ledger-format.ts) from a manifest, a results file and optional failure records.
+ * Builds the item ledger (see ledger-format.ts) from a manifest, a results file and optional failure records. A batch
+ * may score its failed items again in follow-up rounds. Their rows are appended to the same results file and each
+ * round writes its own failure records, so the caller passes the line where each round's rows begin and the round of
+ * each failure records file.
  *
  * Neither the manifest nor the rows are held in memory. The build partitions by a hash of each item's path:
  *   1. The manifest is streamed into P partition files. A one-byte-per-item sequence file remembers which partition
@@ -42,8 +45,18 @@ export interface BuildLedgerOptions {
    * every item that has no failure record counts as scored.
    */
   resultsPath?: string;
-  /** Failure records of the runner (see failure-records.ts). */
-  failureRecordsPath?: string;
+  /**
+   * 1-based line numbers of `resultsPath` where the rows of rounds 2, 3, ... begin, in ascending order. Lines before
+   * the first entry are round 1, and two equal entries mean a round that appended no rows. Default: one round.
+   */
+  resultsRoundStarts?: readonly number[];
+  /** Failure records files of the runner (see failure-records.ts), each with the 1-based round that wrote it. */
+  failureRecords?: readonly FailureRecordsFile[];
+  /**
+   * Reason attached to items that end `no_result`, such as the failure of the job read from its logs. Without it,
+   * their reason is only `{"kind": "no_result"}`.
+   */
+  noResultReason?: NoResultReason;
   /** Glob patterns (see glob.ts); when given, only items that match one of them are counted. */
   include?: readonly string[];
   /** Glob patterns of items to leave out; they win over `include`. */
@@ -56,14 +69,40 @@ export interface BuildLedgerOptions {
   partitions?: number;
   /** Unknown and unkeyed rows listed as examples; default 5. */
   maxExamples?: number;
+  /** Failed items listed in `LedgerCounts.failureExamples`; default 10. */
+  maxFailureExamples?: number;
   /** Called after each batch of lines, for heartbeats. */
   onProgress?: (progress: LedgerProgress) => void;
   signal?: AbortSignal;
 }
 
+export interface FailureRecordsFile {
+  path: string;
+  /** 1-based round of the job that wrote the records. */
+  round: number;
+}
+
+export interface NoResultReason {
+  /** Short name of the cause, such as an exception class name. It becomes part of the `failedByReason` key. */
+  errorType?: string;
+  message: string;
+}
+
+/** A failed item, as listed in `LedgerCounts.failureExamples`. */
+export interface FailureExample {
+  path: string;
+  /** The `failedByReason` label of the failure, such as `exception ValueError`. */
+  reason: string;
+  /** The reason's message, at most 300 characters. */
+  message?: string;
+}
+
 export interface LedgerProgress {
   phase: 'manifest' | 'results' | 'failure_records' | 'join' | 'write';
-  /** Lines read in this phase, or partitions joined in `join`, or ledger lines written in `write`. */
+  /**
+   * Lines read in this phase (in `failure_records`, of all files so far), or partitions joined in `join`, or ledger
+   * lines written in `write`.
+   */
   done: number;
 }
 
@@ -75,10 +114,20 @@ export interface LedgerCounts {
   failedByKind: Record<FailureKind, number>;
   /** Failed items by kind and error type, such as `exception ValueError`, `row_error OSError` or `timeout`. */
   failedByReason: Record<string, number>;
+  /** The first failed items in manifest order, at most `maxFailureExamples` of them. */
+  failureExamples: FailureExample[];
   /** Non-blank lines of the results file. */
   rows: number;
-  /** Rows for an item beyond its first; each item keeps one row, see `buildLedger`. */
+  /**
+   * Rows for an item beyond its first row of the same round, such as from a mini-batch that ran twice. Each item
+   * keeps one row (see `buildLedger`).
+   */
   duplicateRows: number;
+  /**
+   * First rows of an item in a round after the first, when an earlier round already had a row for it, such as a
+   * row that reported an error in round 1 and was scored again in round 2. They are not duplicates.
+   */
+  rescoredRows: number;
   /** Rows whose `path` is not a manifest item; they are left out of the ledger. */
   unknownRows: number;
   /** The first unknown rows, by line number in the results file. */
@@ -102,6 +151,8 @@ export interface LedgerResult {
 
 /** Maximum length of an error message copied from a row into its ledger reason; the row itself is embedded whole. */
 const MAX_REASON_MESSAGE_CHARS = 1000;
+/** Maximum length of a failure example's message, including the `...` that marks a cut. */
+const MAX_FAILURE_EXAMPLE_MESSAGE_CHARS = 300;
 /** Maximum length of an unkeyed row's text kept as an example. */
 const MAX_EXAMPLE_TEXT_CHARS = 200;
 /** Distinct `failedByReason` keys per kind; further error types are counted under `<kind> (other types)`. */
@@ -120,22 +171,24 @@ const EXCLUDED_BY = 'x';
  * Builds the ledger file and returns its counts. Rows are matched to items by their `path` field, compared exactly
  * as the manifest spells it (no Unicode normalization, no URL decoding). An item's state is decided in this order:
  *   1. excluded, when the include and exclude patterns leave it out;
- *   2. scored, when it has a row whose `error` field is absent or null;
- *   3. failed with `row_error`, when its rows all report an error;
- *   4. failed with the kind of its failure record (the first, if there are several);
- *   5. failed with `no_result`, unless there is no results file, in which case it counts as scored.
- * Of several rows for one item, the first without an error is kept, else the first. A row takes precedence over a
- * failure record: Azure ML documents that a mini-batch whose run() returned too few elements fails with only the
- * gap counted as failed items, so the elements it did return count as scored.
+ *   2. scored, when a row of any round has an `error` field that is absent or null; the first such row is kept;
+ *   3. failed, by the latest round that has a row or a failure record for the item. Within that round, a row that
+ *      reports an error gives `row_error` (with the round's first such row), else its first failure record gives the
+ *      record's kind;
+ *   4. failed with `no_result` (and `noResultReason`), unless there is no results file, in which case it counts as
+ *      scored.
+ * A row takes precedence over a failure record of the same round. Azure ML documents that a mini-batch whose run()
+ * returned too few elements fails with only the gap counted as failed items. The elements it did return count as
+ * scored.
+ * NOTE: without a results file (summary_only), an item that failed in one round and was scored in a later one has
+ * no evidence of the later success, so it stays failed with the earlier round's failure record.
  */
 export async function buildLedger(options: BuildLedgerOptions): Promise<LedgerResult> {
   const selector = new PathSelector(options.include, options.exclude);
+  checkOptions(options);
   await requireAbsent(options.ledgerPath, 'ledger file');
   const inputBytes = await measureInputs(options);
   const partitions = options.partitions ?? choosePartitionCount(inputBytes);
-  if (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
-    throw new Error(`partitions ${partitions} is invalid; pass an integer from 1 to ${MAX_PARTITIONS}, or leave it unset`);
-  }
 
   const folder = await mkdtemp(path.join(options.temporaryFolder ?? os.tmpdir(), 'amlbatch-ledger-'));
   const build = new LedgerBuild(options, selector, partitions, folder);
@@ -159,6 +212,45 @@ export async function buildLedger(options: BuildLedgerOptions): Promise<LedgerRe
   }
 }
 
+/** Throws an error naming the option and the fix when an option other than the files is invalid. */
+function checkOptions(options: BuildLedgerOptions): void {
+  const { partitions, resultsRoundStarts, failureRecords, maxFailureExamples, noResultReason } = options;
+  if (partitions !== undefined && (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS)) {
+    throw new Error(`partitions ${partitions} is invalid; pass an integer from 1 to ${MAX_PARTITIONS}, or leave it unset`);
+  }
+
+  if (resultsRoundStarts !== undefined && resultsRoundStarts.length > 0) {
+    if (options.resultsPath === undefined) {
+      throw new Error('resultsRoundStarts is set without resultsPath; pass the results file that the rounds appended to');
+    }
+    resultsRoundStarts.forEach((line, index) => {
+      const previous = index === 0 ? 1 : resultsRoundStarts[index - 1];
+      if (!Number.isSafeInteger(line) || line < previous) {
+        throw new Error(
+          `resultsRoundStarts[${index}] is ${line}; each entry must be an integer line number of at least 1 and no ` +
+            `smaller than the entry before it (${JSON.stringify(resultsRoundStarts)})`,
+        );
+      }
+    });
+  }
+
+  for (const [index, file] of (failureRecords ?? []).entries()) {
+    if (typeof file.path !== 'string' || file.path === '') {
+      throw new Error(`failureRecords[${index}].path is missing; pass the path of the failure records file`);
+    }
+    if (!Number.isSafeInteger(file.round) || file.round < 1) {
+      throw new Error(`failureRecords[${index}].round is ${file.round} for ${file.path}; pass the 1-based round of the job that wrote it`);
+    }
+  }
+
+  if (maxFailureExamples !== undefined && (!Number.isSafeInteger(maxFailureExamples) || maxFailureExamples < 0)) {
+    throw new Error(`maxFailureExamples ${maxFailureExamples} is invalid; pass a non-negative integer, or leave it unset for 10`);
+  }
+  if (noResultReason !== undefined && typeof noResultReason.message !== 'string') {
+    throw new Error('noResultReason.message is missing; pass the text that explains why items have no result');
+  }
+}
+
 /** Returns the larger of the manifest's size and the size of the rows and failure records together, in bytes. */
 async function measureInputs(options: BuildLedgerOptions): Promise<number> {
   const sizeOf = async (file: string | undefined, description: string): Promise<number> => {
@@ -172,19 +264,28 @@ async function measureInputs(options: BuildLedgerOptions): Promise<number> {
   };
   const manifest = await sizeOf(options.manifestPath, 'manifest');
   const results = await sizeOf(options.resultsPath, 'results file');
-  const failures = await sizeOf(options.failureRecordsPath, 'failure records file');
+  let failures = 0;
+  for (const file of options.failureRecords ?? []) failures += await sizeOf(file.path, 'failure records file');
   return Math.max(manifest, results + failures);
 }
 
 /** Join state of one manifest item. */
 interface ItemSlot {
   encodedPath: string;
+  /** 0-based position of the item in the manifest. */
+  index: number;
   /** SELECTED, NOT_INCLUDED, or EXCLUDED_BY followed by the exclude pattern's index. */
   selection: string;
-  rowSeen: boolean;
-  rowText?: string;
-  /** JSON of the row's error reason, or '' when the row reports no error. */
-  rowReason?: string;
+  /** Round of the item's latest row so far. */
+  lastRowRound?: number;
+  /** Text of the item's first row without an error. */
+  scoredRowText?: string;
+  /** The first row that reports an error in the latest round that has such rows: its round, reason JSON and text. */
+  errorRowRound?: number;
+  errorRowReason?: string;
+  errorRowText?: string;
+  /** The first failure record of the latest round that has failure records: its round and reason JSON. */
+  failureRound?: number;
   failureReason?: string;
 }
 
@@ -196,8 +297,10 @@ class LedgerBuild {
     excluded: 0,
     failedByKind: Object.fromEntries(FAILURE_KINDS.map((kind) => [kind, 0])) as Record<FailureKind, number>,
     failedByReason: {},
+    failureExamples: [],
     rows: 0,
     duplicateRows: 0,
+    rescoredRows: 0,
     unknownRows: 0,
     unknownRowExamples: [],
     unkeyedRows: 0,
@@ -208,9 +311,13 @@ class LedgerBuild {
   };
 
   private readonly maxExamples: number;
+  private readonly maxFailureExamples: number;
   private readonly sequenceFile: string;
   private readonly exclusionReasons: string[];
+  private readonly noResultReason: string;
   private readonly reasonKindsSeen = new Map<string, Set<string>>();
+  /** The first failed items of the partition being joined, with their manifest positions. */
+  private partitionFailureExamples: { index: number; example: FailureExample }[] = [];
 
   constructor(
     private readonly options: BuildLedgerOptions,
@@ -219,11 +326,16 @@ class LedgerBuild {
     private readonly folder: string,
   ) {
     this.maxExamples = options.maxExamples ?? 5;
+    this.maxFailureExamples = options.maxFailureExamples ?? 10;
     this.sequenceFile = path.join(folder, 'sequence');
     this.exclusionReasons = (options.exclude ?? []).map((pattern) => JSON.stringify({ kind: 'exclude_pattern', pattern }));
+    this.noResultReason = JSON.stringify(noResultReasonOf(options.noResultReason));
   }
 
-  /** Step 1: manifest items into partitions, and each item's partition into the sequence file. */
+  /**
+   * Step 1: manifest items into partitions, as `<selection>\t<manifest index>\t<JSON path>`, and each item's partition
+   * into the sequence file.
+   */
   async partitionManifest(): Promise<void> {
     const { manifestPath } = this.options;
     const writer = new PartitionedWriter(this.folder, 'manifest', this.partitions);
@@ -236,7 +348,7 @@ class LedgerBuild {
           if (line.trim() === '') continue;
           const entry = readManifestEntry(line, batch.firstLineNumber + offset, manifestPath);
           const partition = partitionOf(entry.path, this.partitions);
-          writer.write(partition, `${this.selectionOf(entry.path)}\t${JSON.stringify(entry.path)}`);
+          writer.write(partition, `${this.selectionOf(entry.path)}\t${this.counts.items}\t${JSON.stringify(entry.path)}`);
           sequence.append(partition);
           this.counts.items += 1;
         }
@@ -248,19 +360,25 @@ class LedgerBuild {
     }
   }
 
-  /** Step 2a: keyed rows into partitions, as `<line>\t<JSON path>\t<error reason JSON or ''>\t<row text>`. */
+  /** Step 2a: keyed rows into partitions, as `<line>\t<round>\t<JSON path>\t<error reason JSON or ''>\t<row text>`. */
   async partitionResults(): Promise<void> {
     const { resultsPath } = this.options;
+    const roundStarts = this.options.resultsRoundStarts ?? [];
     const writer = new PartitionedWriter(this.folder, 'results', this.partitions);
+    let round = 1;
+    let lineCount = 0;
     try {
       if (resultsPath === undefined) return;
       for await (const batch of readLineBatches(resultsPath)) {
         this.options.signal?.throwIfAborted();
+        lineCount = batch.firstLineNumber + batch.lines.length - 1;
         for (let offset = 0; offset < batch.lines.length; offset += 1) {
           const text = batch.lines[offset].trim();
           if (text === '') continue;
           this.counts.rows += 1;
           const lineNumber = batch.firstLineNumber + offset;
+          // Round r + 1 begins at roundStarts[r - 1].
+          while (round <= roundStarts.length && lineNumber >= roundStarts[round - 1]) round += 1;
           const row = parseKeyedRow(text);
           if (row === undefined) {
             this.counts.unkeyedRows += 1;
@@ -273,32 +391,46 @@ class LedgerBuild {
           // JSON allows a lone `\r` as white space between tokens, but readline-based readers of the ledger split
           // lines on it. Re-serializing the row drops it.
           const rowText = text.includes('\r') ? JSON.stringify(row) : text;
-          writer.write(partitionOf(row.path, this.partitions), `${lineNumber}\t${JSON.stringify(row.path)}\t${reason}\t${rowText}`);
+          writer.write(partitionOf(row.path, this.partitions), `${lineNumber}\t${round}\t${JSON.stringify(row.path)}\t${reason}\t${rowText}`);
         }
-        this.options.onProgress?.({ phase: 'results', done: batch.firstLineNumber + batch.lines.length - 1 });
+        this.options.onProgress?.({ phase: 'results', done: lineCount });
       }
     } finally {
       writer.close();
     }
+
+    // A round may append no rows and so start right after the last line, but never later.
+    const lastStart = roundStarts[roundStarts.length - 1];
+    if (lastStart !== undefined && lastStart > lineCount + 1) {
+      throw new Error(
+        `resultsRoundStarts ends with line ${lastStart}, but results file ${resultsPath} has ${lineCount} lines; pass ` +
+          `the line numbers where each round's rows begin in this file, at most ${lineCount + 1}`,
+      );
+    }
   }
 
-  /** Step 2b: failure records into partitions, as `<JSON path>\t<reason JSON>`. */
+  /**
+   * Step 2b: failure records into partitions, as `<round>\t<JSON path>\t<reason JSON>`, one file after the other in
+   * the order of `failureRecords`.
+   */
   async partitionFailureRecords(): Promise<void> {
-    const { failureRecordsPath } = this.options;
     const writer = new PartitionedWriter(this.folder, 'failures', this.partitions);
+    let linesRead = 0;
     try {
-      if (failureRecordsPath === undefined) return;
-      for await (const batch of readLineBatches(failureRecordsPath)) {
-        this.options.signal?.throwIfAborted();
-        for (let offset = 0; offset < batch.lines.length; offset += 1) {
-          const line = batch.lines[offset];
-          if (line.trim() === '') continue;
-          const { path: itemPath, ...reason } = parseFailureRecord(line, batch.firstLineNumber + offset, failureRecordsPath);
-          if (reason.message !== undefined) reason.message = truncate(reason.message, MAX_REASON_MESSAGE_CHARS);
-          writer.write(partitionOf(itemPath, this.partitions), `${JSON.stringify(itemPath)}\t${JSON.stringify(reason)}`);
-          this.counts.failureRecords += 1;
+      for (const { path: file, round } of this.options.failureRecords ?? []) {
+        for await (const batch of readLineBatches(file)) {
+          this.options.signal?.throwIfAborted();
+          for (let offset = 0; offset < batch.lines.length; offset += 1) {
+            const line = batch.lines[offset];
+            if (line.trim() === '') continue;
+            const { path: itemPath, ...reason } = parseFailureRecord(line, batch.firstLineNumber + offset, file);
+            if (reason.message !== undefined) reason.message = truncate(reason.message, MAX_REASON_MESSAGE_CHARS);
+            writer.write(partitionOf(itemPath, this.partitions), `${round}\t${JSON.stringify(itemPath)}\t${JSON.stringify(reason)}`);
+            this.counts.failureRecords += 1;
+          }
+          linesRead += batch.lines.length;
+          this.options.onProgress?.({ phase: 'failure_records', done: linesRead });
         }
-        this.options.onProgress?.({ phase: 'failure_records', done: batch.firstLineNumber + batch.lines.length - 1 });
       }
     } finally {
       writer.close();
@@ -308,16 +440,25 @@ class LedgerBuild {
   /** Step 3: joins each partition in memory and writes its ledger lines, in manifest order, to an output partition. */
   async joinPartitions(): Promise<void> {
     const unknownCandidates: { line: number; path: string }[] = [];
+    let failureCandidates: { index: number; example: FailureExample }[] = [];
     for (let partition = 0; partition < this.partitions; partition += 1) {
       this.options.signal?.throwIfAborted();
       const slots = await this.loadManifestPartition(partition);
       await this.applyResults(partition, slots, unknownCandidates);
       await this.applyFailureRecords(partition, slots);
+      this.partitionFailureExamples = [];
       this.writeOutputPartition(partition, slots);
+
+      // A partition lists its items in manifest order, so its first failures include every one of the overall first
+      // failures that it contains. Merging them after each partition keeps at most twice the limit in memory.
+      failureCandidates = [...failureCandidates, ...this.partitionFailureExamples]
+        .sort((a, b) => a.index - b.index)
+        .slice(0, this.maxFailureExamples);
       this.options.onProgress?.({ phase: 'join', done: partition + 1 });
     }
     unknownCandidates.sort((a, b) => a.line - b.line);
     this.counts.unknownRowExamples = unknownCandidates.slice(0, this.maxExamples);
+    this.counts.failureExamples = failureCandidates.map((candidate) => candidate.example);
   }
 
   /** Step 4: interleaves the output partitions in manifest order into `destination`; returns its SHA-256. */
@@ -375,15 +516,16 @@ class LedgerBuild {
     for await (const batch of readLineBatches(partitionFile(this.folder, 'manifest', partition))) {
       for (const line of batch.lines) {
         if (line === '') continue;
-        const tab = line.indexOf('\t');
-        const encodedPath = line.slice(tab + 1);
+        const first = line.indexOf('\t');
+        const second = line.indexOf('\t', first + 1);
+        const encodedPath = line.slice(second + 1);
         if (slots.has(encodedPath)) {
           throw new Error(
             `manifest ${this.options.manifestPath} lists ${encodedPath} more than once; a manifest must list each file ` +
               'once, so build it again from the input folder',
           );
         }
-        slots.set(encodedPath, { encodedPath, selection: line.slice(0, tab), rowSeen: false });
+        slots.set(encodedPath, { encodedPath, index: Number(line.slice(first + 1, second)), selection: line.slice(0, first) });
       }
     }
     return slots;
@@ -397,7 +539,8 @@ class LedgerBuild {
         const first = line.indexOf('\t');
         const second = line.indexOf('\t', first + 1);
         const third = line.indexOf('\t', second + 1);
-        const encodedPath = line.slice(first + 1, second);
+        const fourth = line.indexOf('\t', third + 1);
+        const encodedPath = line.slice(second + 1, third);
         const slot = slots.get(encodedPath);
 
         if (slot === undefined) {
@@ -410,18 +553,28 @@ class LedgerBuild {
           continue;
         }
 
-        const reason = line.slice(second + 1, third);
-        if (slot.rowSeen) {
-          this.counts.duplicateRows += 1;
-          if (slot.selection !== SELECTED || slot.rowReason === '' || reason !== '') continue;
-        } else if (slot.selection !== SELECTED) {
-          slot.rowSeen = true;
-          this.counts.excludedItemsWithRows += 1;
+        // Partition files keep results-file order, and rounds follow each other in the file, so rounds only grow.
+        const round = Number(line.slice(first + 1, second));
+        const firstRowOfItem = slot.lastRowRound === undefined;
+        if (slot.lastRowRound === round) this.counts.duplicateRows += 1;
+        else if (!firstRowOfItem) this.counts.rescoredRows += 1;
+        slot.lastRowRound = round;
+
+        if (slot.selection !== SELECTED) {
+          if (firstRowOfItem) this.counts.excludedItemsWithRows += 1;
           continue;
         }
-        slot.rowSeen = true;
-        slot.rowReason = reason;
-        slot.rowText = line.slice(third + 1);
+        if (slot.scoredRowText !== undefined) continue;
+        const reason = line.slice(third + 1, fourth);
+        if (reason === '') {
+          slot.scoredRowText = line.slice(fourth + 1);
+          slot.errorRowReason = undefined;
+          slot.errorRowText = undefined;
+        } else if (slot.errorRowRound === undefined || slot.errorRowRound < round) {
+          slot.errorRowRound = round;
+          slot.errorRowReason = reason;
+          slot.errorRowText = line.slice(fourth + 1);
+        }
       }
     }
   }
@@ -430,13 +583,19 @@ class LedgerBuild {
     for await (const batch of readLineBatches(partitionFile(this.folder, 'failures', partition))) {
       for (const line of batch.lines) {
         if (line === '') continue;
-        const tab = line.indexOf('\t');
-        const slot = slots.get(line.slice(0, tab));
+        const first = line.indexOf('\t');
+        const second = line.indexOf('\t', first + 1);
+        const slot = slots.get(line.slice(first + 1, second));
         if (slot === undefined) {
           this.counts.unknownFailureRecords += 1;
           continue;
         }
-        slot.failureReason ??= line.slice(tab + 1);
+        // The files may come in any round order. Within a round, the first record is kept.
+        const round = Number(line.slice(0, first));
+        if (slot.failureRound === undefined || slot.failureRound < round) {
+          slot.failureRound = round;
+          slot.failureReason = line.slice(second + 1);
+        }
       }
     }
   }
@@ -470,28 +629,36 @@ class LedgerBuild {
       const reason = slot.selection === NOT_INCLUDED ? '{"kind":"no_include_pattern"}' : this.exclusionReasons[Number(slot.selection.slice(1))];
       return `${head}"excluded","reason":${reason}}`;
     }
-    if (slot.rowText !== undefined && slot.rowReason === '') {
+    if (slot.scoredRowText !== undefined) {
       this.counts.scored += 1;
-      return `${head}"scored","row":${slot.rowText}}`;
+      return `${head}"scored","row":${slot.scoredRowText}}`;
     }
-    if (slot.rowText !== undefined) {
-      this.countFailure(slot.rowReason ?? '');
-      return `${head}"failed","reason":${slot.rowReason},"row":${slot.rowText}}`;
+    // A row that reports an error wins over a failure record of the same round, but not over one of a later round.
+    if (slot.errorRowReason !== undefined && slot.errorRowText !== undefined && (slot.errorRowRound ?? 0) >= (slot.failureRound ?? 0)) {
+      this.countFailure(slot, slot.errorRowReason);
+      return `${head}"failed","reason":${slot.errorRowReason},"row":${slot.errorRowText}}`;
     }
     if (slot.failureReason !== undefined) {
-      this.countFailure(slot.failureReason);
+      this.countFailure(slot, slot.failureReason);
       return `${head}"failed","reason":${slot.failureReason}}`;
     }
     if (this.options.resultsPath === undefined) {
       this.counts.scored += 1;
       return `${head}"scored"}`;
     }
-    this.countFailure('{"kind":"no_result"}');
-    return `${head}"failed","reason":{"kind":"no_result"}}`;
+    this.countFailure(slot, this.noResultReason);
+    return `${head}"failed","reason":${this.noResultReason}}`;
   }
 
-  private countFailure(reasonJson: string): void {
+  /** Counts a failed item by kind and reason, and keeps it as an example while the partition has fewer than the limit. */
+  private countFailure(slot: ItemSlot, reasonJson: string): void {
     const reason = JSON.parse(reasonJson) as LedgerReason;
+    if (this.partitionFailureExamples.length < this.maxFailureExamples) {
+      const example: FailureExample = { path: JSON.parse(slot.encodedPath) as string, reason: failureReasonLabel(reason) };
+      if (reason.message !== undefined) example.message = shorten(reason.message, MAX_FAILURE_EXAMPLE_MESSAGE_CHARS);
+      this.partitionFailureExamples.push({ index: slot.index, example });
+    }
+
     const kind = reason.kind as FailureKind;
     this.counts.failed += 1;
     this.counts.failedByKind[kind] += 1;
@@ -531,8 +698,24 @@ function rowErrorReason(error: unknown): LedgerReason {
   return { kind: 'row_error', ...(typeName === undefined ? {} : { errorType: typeName }), message: truncate(text, MAX_REASON_MESSAGE_CHARS) };
 }
 
+/** Builds the reason of items without a result: `{"kind":"no_result"}` plus the caller's errorType and message, if any. */
+function noResultReasonOf(extra: NoResultReason | undefined): LedgerReason {
+  if (extra === undefined) return { kind: 'no_result' };
+  return {
+    kind: 'no_result',
+    ...(extra.errorType === undefined || extra.errorType === '' ? {} : { errorType: extra.errorType }),
+    message: truncate(extra.message, MAX_REASON_MESSAGE_CHARS),
+  };
+}
+
+/** Keeps the first `maxChars` characters of `text` and appends `...` when it cuts. */
 function truncate(text: string, maxChars: number): string {
   return text.length > maxChars ? `${text.slice(0, maxChars)}...` : text;
+}
+
+/** Cuts `text` to at most `maxChars` characters, the `...` that marks the cut included. */
+function shorten(text: string, maxChars: number): string {
+  return text.length > maxChars ? `${text.slice(0, maxChars - 3)}...` : text;
 }
 
 /** Bytes buffered before the sequence file is written. */

@@ -385,7 +385,8 @@ async function findCollisions(partitions: number, folder: string, collector: Iss
       if (files.has(normalForm)) names.add(normalForm);
       if (names.size < 2) continue;
       const spelled = [...names].map((name) => describeCodePoints(JSON.parse(name) as string));
-      collector.add('unicode_normalization_collision', 'error', spelled.join(' and '));
+      // A warning, not an error: Linux file systems and blob storage keep both names apart, so the batch scores both.
+      collector.add('unicode_normalization_collision', 'warning', spelled.join(' and '));
     }
   }
 }
@@ -443,8 +444,9 @@ class IssueCollector {
       case 'unicode_normalization_collision':
         return (
           `${counted(issue.count, 'group of file names differs', 'groups of file names differ')} only in Unicode normalization (NFC and NFD forms of the same ` +
-          'text). They collide on macOS file systems and in tools that normalize names, so one file would shadow ' +
-          'the other and their rows could not be told apart; rename one name of each group'
+          'text). Linux file systems and blob storage keep them apart, so the batch scores each, but the names collide ' +
+          'on macOS file systems and in tools that normalize names, where one file replaces the other and their rows ' +
+          'cannot be told apart; rename one name of each group'
         );
       case 'file_exceeds_timeout':
         return describeOversizedFiles(issue.count, scan);
@@ -474,7 +476,7 @@ function describeOversizedFiles(count: number, scan: ManifestScan): string {
   const largest = scan.largestFile;
   const needed = largest === undefined ? '' : `; the largest, ${largest.path}, has ${formatBytes(largest.size)} and needs about ${secondsToRead(largest.size, scan)} s`;
   return (
-    `${counted(count, 'file is', 'files are each')} larger than ${describeBudget(scan)}${needed}. Their mini-batches will time out on every ` +
+    `${counted(count, 'file is', 'files are each')} larger than ${describeBudget(scan)}${needed}. At that rate their mini-batches time out on every ` +
     `attempt; raise runInvocationTimeout${largest === undefined ? '' : ` above ${secondsToRead(largest.size, scan)} s`} or split the files`
   );
 }

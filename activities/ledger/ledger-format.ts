@@ -20,7 +20,8 @@ export type LedgerState = 'scored' | 'failed' | 'excluded';
 /**
  * Kind of an item's failure: a kind from the runner's failure records, `row_error` or `no_result`. `row_error`
  * means the item's row has a non-null `error` field, such as for an unreadable image. `no_result` means the item
- * has no row and no failure record, because the entry script's return left it out or the job did not finish it.
+ * has no row and no failure record, because the entry script's return left it out or the job did not finish it. Its
+ * reason may carry the job's own failure, such as an exceeded error threshold read from the job's logs.
  */
 export type FailureKind = RunnerFailureKind | 'row_error' | 'no_result';
 
@@ -70,18 +71,21 @@ export async function* readLedger(ledgerPath: string): AsyncGenerator<LedgerReco
     for (let offset = 0; offset < batch.lines.length; offset += 1) {
       const line = batch.lines[offset];
       if (line === '') continue;
-      let record: LedgerRecord;
-      try {
-        record = JSON.parse(line) as LedgerRecord;
-      } catch (error) {
-        throw new Error(`ledger ${ledgerPath} line ${batch.firstLineNumber + offset} is not valid JSON; build the ledger again`, { cause: error });
-      }
-      if (typeof record.path !== 'string' || !['scored', 'failed', 'excluded'].includes(record.state)) {
-        throw new Error(
-          `ledger ${ledgerPath} line ${batch.firstLineNumber + offset} is not a ledger record ({"path", "state", ...}); build the ledger again`,
-        );
-      }
-      yield record;
+      yield parseLedgerLine(line, batch.firstLineNumber + offset, ledgerPath);
     }
   }
+}
+
+/** Parses one non-empty ledger line, or throws an error that names the ledger and the line number. */
+export function parseLedgerLine(line: string, lineNumber: number, ledgerPath: string): LedgerRecord {
+  let record: LedgerRecord;
+  try {
+    record = JSON.parse(line) as LedgerRecord;
+  } catch (error) {
+    throw new Error(`ledger ${ledgerPath} line ${lineNumber} is not valid JSON; build the ledger again`, { cause: error });
+  }
+  if (typeof record !== 'object' || record === null || typeof record.path !== 'string' || !['scored', 'failed', 'excluded'].includes(record.state)) {
+    throw new Error(`ledger ${ledgerPath} line ${lineNumber} is not a ledger record ({"path", "state", ...}); build the ledger again`);
+  }
+  return record;
 }

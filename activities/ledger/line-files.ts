@@ -7,7 +7,7 @@ import { link, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import { pathExists } from '../backends/common/files';
+import { pathExists, sha256OfFile } from '../backends/common/files';
 
 /** Consecutive lines of a file, without their line endings. */
 export interface LineBatch {
@@ -222,6 +222,24 @@ export async function publishFile(temporary: string, finalPath: string): Promise
       throw new Error(`${finalPath} already exists; delete it or choose another path`, { cause: error });
     }
     throw error;
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
+
+/**
+ * Makes the complete `temporary` file appear as `finalPath`, like `publishFile`, but when `finalPath` already exists
+ * with the SHA-256 `sha256` (a retried call that wrote it before), keeps it and succeeds. An existing file with other
+ * content is never replaced: the call fails and names it.
+ */
+export async function publishOrReuseFile(temporary: string, finalPath: string, sha256: string, description: string): Promise<void> {
+  try {
+    await link(temporary, finalPath);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    if ((await sha256OfFile(finalPath)) !== sha256) {
+      throw new Error(`${description} ${finalPath} already exists with other content; delete it or choose another path`, { cause: error });
+    }
   } finally {
     await unlink(temporary).catch(() => undefined);
   }

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { readLineBatches } from './line-files';
 import type { ManifestEntry } from '../backends/local/manifest';
 
 const MANIFEST_LINE_SHAPE = 'each line must be {"path": "<relative path>", "size": <bytes>}';
@@ -30,4 +31,15 @@ export function readManifestEntry(line: string, lineNumber: number, manifestPath
     throw new Error(`${where} has size ${JSON.stringify(size)}; expected a non-negative integer number of bytes`);
   }
   return { path: relativePath, size };
+}
+
+/** Yields the relative paths of a manifest file in order, streaming; a shared iterator can feed several workers. */
+export async function* readManifestPaths(manifestPath: string): AsyncGenerator<string, void, undefined> {
+  for await (const batch of readLineBatches(manifestPath)) {
+    for (let offset = 0; offset < batch.lines.length; offset += 1) {
+      const line = batch.lines[offset];
+      if (line === undefined || line === '') continue;
+      yield readManifestEntry(line, batch.firstLineNumber + offset, manifestPath).path;
+    }
+  }
 }

@@ -1,13 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
-import { createActivities } from '../../activities';
-import { AzureBackend } from '../../activities/backends/azure/azure-backend';
-import type { AzureEndpoints } from '../../activities/backends/azure/clients';
-import { LocalBackend } from '../../activities/backends/local/local-backend';
+import type { AzureBackend } from '../../activities/backends/azure/azure-backend';
 import type { BatchScoringInput } from '../../workflows/input';
 import type { BatchSummary } from '../../workflows/summary';
 import { describeWithSpec } from '../aml-emulator/emulator-harness';
@@ -15,17 +10,16 @@ import { startAmlEmulator, type AmlEmulator } from '../support/aml-emulator';
 import { testKeyVaultFromEnvironment } from '../support/azure-test-servers';
 import { startAzurite, type AzuriteServer } from '../support/azurite';
 import type { TestKeyVault } from '../support/key-vault';
+import { CONTAINER, DATASTORE_SECRET, azureBatchInput, createAzureBackend, runAzureBatch, type AzureTestServers } from '../support/azure-batch';
 import { PROJECT_SECRETS_FILE, SAMPLE_FOLDER, readRows } from '../support/local-batch';
-import { connectToSharedDevServer, uniqueTaskQueue, workflowBundle } from '../support/temporal-env';
+import { connectToSharedDevServer, uniqueTaskQueue } from '../support/temporal-env';
 
 // The batchScoring workflow on the Azure backend, end to end against three servers started on this machine: the
 // Azure ML control-plane emulator (HTTPS, validating every request and response against the official REST
 // specification), Azurite for blob storage, and the Key Vault test double. The job's Python processes read the
 // model's signing key from the vault with the simulated compute identity.
 
-const CONTAINER = 'images';
 const SAMPLE_PREFIX = 'batches/digits';
-const DATASTORE_SECRET = 'images-account-key';
 const signingKey = (JSON.parse(readFileSync(PROJECT_SECRETS_FILE, 'utf8')) as Record<string, string>)['model-signing-key'];
 
 let env: TestWorkflowEnvironment;
@@ -40,82 +34,20 @@ function listFiles(root: string, relative = ''): string[] {
   });
 }
 
-function endpoints(): AzureEndpoints {
-  return {
-    armEndpoint: emulator.endpoint,
-    blobEndpointTemplate: azurite.blobEndpoint.replace(/\/devstoreaccount1$/, '/{account}'),
-    // One PEM string may hold several certificates: the emulator's and the vault's.
-    caCertificatePem: `${emulator.certPem}\n${vault.caCertPem}`,
-    verifyKeyVaultChallengeResource: false,
-    httpRetries: 0,
-  };
+function servers(): AzureTestServers {
+  return { env, azurite, emulator, vault };
 }
 
 function azureBackend(overrides: Partial<ConstructorParameters<typeof AzureBackend>[0]> = {}): AzureBackend {
-  return new AzureBackend({
-    endpoints: endpoints(),
-    resultsRoot: mkdtempSync(path.join(os.tmpdir(), 'amlbatch-azure-results-')),
-    credential: vault.credential(),
-    environment: {},
-    pollIntervalMs: { min: 100, max: 400 },
-    ...overrides,
-  });
+  return createAzureBackend(servers(), overrides);
 }
 
 function azureInput(overrides: Partial<BatchScoringInput> = {}, datastore: Record<string, unknown> = {}): BatchScoringInput {
-  return {
-    inputFolder: SAMPLE_PREFIX,
-    backend: 'azure',
-    miniBatchSize: 20,
-    processCount: 2,
-    // Failures end the batch at once instead of waiting for an operator's retry signal.
-    operatorRetryTimeout: 0,
-    azure: {
-      subscriptionId: emulator.subscriptionId,
-      resourceGroup: emulator.resourceGroup,
-      workspaceName: emulator.workspaceName,
-      compute: 'cpu-cluster',
-      keyVaultUrl: vault.vaultUrl,
-      datastore: {
-        name: 'images_store',
-        accountName: azurite.accountName,
-        containerName: CONTAINER,
-        credential: 'account_key',
-        secretName: DATASTORE_SECRET,
-        ...datastore,
-      },
-      // Settings of the simulated compute: its identity endpoint and the test vault's certificate. No secret here.
-      environmentVariables: {
-        ...vault.managedIdentityEnvironment,
-        AMLBATCH_KEY_VAULT_CA_BUNDLE: vault.caCertPath,
-        AMLBATCH_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE: 'false',
-      },
-    },
-    ...overrides,
-  };
+  return azureBatchInput(servers(), { inputFolder: SAMPLE_PREFIX, ...overrides }, datastore);
 }
 
-async function runBatch(
-  input: BatchScoringInput,
-  backend: AzureBackend = azureBackend(),
-  workflowId = uniqueTaskQueue('azure-batch'),
-): Promise<BatchSummary> {
-  const taskQueue = uniqueTaskQueue('azure');
-  const worker = await Worker.create({
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle: await workflowBundle(),
-    activities: createActivities({
-      backends: {
-        azure: backend,
-        local: new LocalBackend({ workspaceDir: mkdtempSync(path.join(os.tmpdir(), 'amlbatch-ws-')), secretsFile: PROJECT_SECRETS_FILE }),
-      },
-      jobPollIntervalMs: 100,
-    }),
-  });
-  return worker.runUntil(
-    env.client.workflow.execute('batchScoring', { taskQueue, workflowId, args: [input] }) as Promise<BatchSummary>,
-  );
+function runBatch(input: BatchScoringInput, backend: AzureBackend = azureBackend(), workflowId = uniqueTaskQueue('azure-batch')): Promise<BatchSummary> {
+  return runAzureBatch(servers(), input, backend, workflowId);
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<{ message: string; type?: string }> {

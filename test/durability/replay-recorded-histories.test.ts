@@ -11,10 +11,11 @@ import { loadHistory, patchIds, recordedHistories } from './history-file';
 const histories = recordedHistories();
 
 describe('recorded histories', () => {
-  test('include histories from before and after the durable-batch patch', () => {
+  test('include histories of every workflow code version', () => {
     const labels = new Set(histories.map(({ workflowId }) => workflowId.split('-').pop()));
     expect(labels.has('v1')).toBe(true);
     expect(labels.has('v2')).toBe(true);
+    expect(labels.has('v3')).toBe(true);
   });
 
   test.each(histories.map((history) => [history.workflowId, history]))('%s replays on the current code', async (_name, history) => {

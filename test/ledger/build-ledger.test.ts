@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildLedger, type BuildLedgerOptions, type LedgerCounts } from '../../activities/ledger/build-ledger';
+import { buildBatchLedger } from '../../activities/ledger/batch-ledger';
 import type { LedgerRecord } from '../../activities/ledger/ledger-format';
+import type { CollectedResults, ResultsRound } from '../../activities/types';
 
 let folder: string;
 
@@ -128,7 +130,7 @@ describe('buildLedger', () => {
       JSON.stringify({ path: 'gone.png', kind: 'exception' }),
     ]);
 
-    const { records, counts } = await build({ manifestPath, resultsPath, failureRecordsPath });
+    const { records, counts } = await build({ manifestPath, resultsPath, failureRecords: [{ path: failureRecordsPath, round: 1 }] });
 
     expect(records.map((record) => [record.state, record.reason?.kind])).toEqual([
       ['failed', 'exception'],
@@ -153,7 +155,7 @@ describe('buildLedger', () => {
     const manifestPath = manifest(['a.png', 'b.png']);
     const failureRecordsPath = writeLines('failures.jsonl', [JSON.stringify({ path: 'b.png', kind: 'worker_exited' })]);
 
-    const { records, counts } = await build({ manifestPath, failureRecordsPath });
+    const { records, counts } = await build({ manifestPath, failureRecords: [{ path: failureRecordsPath, round: 1 }] });
 
     expect(records).toEqual([
       { path: 'a.png', state: 'scored' },
@@ -342,7 +344,7 @@ describe('buildLedger', () => {
     const manifestPath = manifest(['a.png']);
     const failureRecordsPath = writeLines('failures.jsonl', [JSON.stringify({ path: 'a.png', kind: 'crashed' })]);
 
-    await expect(build({ manifestPath, failureRecordsPath })).rejects.toThrow(/failures\.jsonl line 1 has kind "crashed"; each line must be/);
+    await expect(build({ manifestPath, failureRecords: [{ path: failureRecordsPath, round: 1 }] })).rejects.toThrow(/failures\.jsonl line 1 has kind "crashed"; each line must be/);
   });
 
   test('missing results file is named', async () => {
@@ -372,7 +374,13 @@ describe('buildLedger', () => {
     const resultsPath = rows(rowValues);
     const failureRecordsPath = writeLines('failures.jsonl', failureValues.map((value) => JSON.stringify(value)));
 
-    const { records, counts } = await build({ manifestPath, resultsPath, failureRecordsPath, exclude: ['**/*.tmp'], partitions: 13 });
+    const { records, counts } = await build({
+      manifestPath,
+      resultsPath,
+      failureRecords: [{ path: failureRecordsPath, round: 1 }],
+      exclude: ['**/*.tmp'],
+      partitions: 13,
+    });
 
     const expected = referenceLedger(paths, rowValues, failureValues, (itemPath) => itemPath.endsWith('.tmp'));
     expect(records).toEqual(expected);
@@ -381,6 +389,513 @@ describe('buildLedger', () => {
     expect(counts.unknownRows).toBe(40);
   });
 });
+
+describe('buildLedger rounds', () => {
+  test('clean row of round 2 scores a round 1 row_error', async () => {
+    const manifestPath = manifest(['a.png', 'b.png']);
+    const resultsPath = rows([
+      { path: 'a.png', label: null, error: 'OSError: truncated' },
+      { path: 'b.png', label: 2 },
+      { path: 'a.png', label: 7 },
+    ]);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, resultsRoundStarts: [3] });
+
+    expect(records[0]).toEqual({ path: 'a.png', state: 'scored', row: { path: 'a.png', label: 7 } });
+    expect(counts.scored).toBe(2);
+    expect(counts.failed).toBe(0);
+    expect(counts.duplicateRows).toBe(0);
+    expect(counts.rescoredRows).toBe(1);
+  });
+
+  test('identical rows in one round are duplicates', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([
+      { path: 'a.png', label: 1 },
+      { path: 'a.png', label: 1 },
+    ]);
+
+    const { records, counts } = await build({ manifestPath, resultsPath });
+
+    expect(records).toEqual([{ path: 'a.png', state: 'scored', row: { path: 'a.png', label: 1 } }]);
+    expect(counts.duplicateRows).toBe(1);
+    expect(counts.rescoredRows).toBe(0);
+  });
+
+  test('duplicates are counted per round', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([
+      { path: 'a.png', error: 'OSError: r1' },
+      { path: 'a.png', error: 'OSError: r1 again' },
+      { path: 'a.png', error: 'ValueError: r2' },
+      { path: 'a.png', error: 'ValueError: r2 again' },
+      { path: 'a.png', error: 'KeyError: r3' },
+    ]);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, resultsRoundStarts: [3, 5] });
+
+    // The first row of the latest round gives the reason.
+    expect(records[0]).toMatchObject({ state: 'failed', reason: { kind: 'row_error', errorType: 'KeyError', message: 'KeyError: r3' } });
+    expect(records[0].row).toEqual({ path: 'a.png', error: 'KeyError: r3' });
+    expect(counts.duplicateRows).toBe(2);
+    expect(counts.rescoredRows).toBe(2);
+    expect(counts.rows).toBe(5);
+  });
+
+  test('row_error of round 2 beats failure record of round 1', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([{ path: 'a.png', label: null, error: 'OSError: still broken' }]);
+    const round1 = writeLines('failures-1.jsonl', [JSON.stringify({ path: 'a.png', kind: 'exception', errorType: 'ValueError' })]);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, resultsRoundStarts: [1], failureRecords: [{ path: round1, round: 1 }] });
+
+    expect(records[0]).toMatchObject({
+      state: 'failed',
+      reason: { kind: 'row_error', errorType: 'OSError', message: 'OSError: still broken' },
+      row: { path: 'a.png', error: 'OSError: still broken' },
+    });
+    expect(counts.failedByReason).toEqual({ 'row_error OSError': 1 });
+    expect(counts.rescoredRows).toBe(0);
+  });
+
+  test('failure record of round 2 beats row_error of round 1', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([{ path: 'a.png', label: null, error: 'OSError: truncated' }]);
+    const round2 = writeLines('failures-2.jsonl', [JSON.stringify({ path: 'a.png', kind: 'worker_exited', errorType: 'WorkerExited' })]);
+
+    const { records } = await build({ manifestPath, resultsPath, resultsRoundStarts: [2], failureRecords: [{ path: round2, round: 2 }] });
+
+    expect(records[0]).toEqual({ path: 'a.png', state: 'failed', reason: { kind: 'worker_exited', errorType: 'WorkerExited' } });
+  });
+
+  test('row_error beats failure record of same round', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([
+      { path: 'other.png', label: 1 },
+      { path: 'a.png', label: null, error: 'OSError: truncated' },
+    ]);
+    const round2 = writeLines('failures-2.jsonl', [JSON.stringify({ path: 'a.png', kind: 'missing_from_return' })]);
+
+    const { records } = await build({ manifestPath, resultsPath, resultsRoundStarts: [2], failureRecords: [{ path: round2, round: 2 }] });
+
+    expect(records[0]).toMatchObject({ state: 'failed', reason: { kind: 'row_error', errorType: 'OSError' } });
+  });
+
+  test('failure record of the later round gives the reason', async () => {
+    const manifestPath = manifest(['a.png', 'b.png']);
+    const resultsPath = rows([]);
+    const round1 = writeLines('failures-1.jsonl', [
+      JSON.stringify({ path: 'a.png', kind: 'exception', errorType: 'ValueError', message: 'round 1' }),
+      JSON.stringify({ path: 'b.png', kind: 'exception', errorType: 'ValueError', message: 'round 1' }),
+    ]);
+    const round2 = writeLines('failures-2.jsonl', [
+      JSON.stringify({ path: 'a.png', kind: 'timeout', errorType: 'TimeoutError', message: 'round 2' }),
+      JSON.stringify({ path: 'a.png', kind: 'exception', errorType: 'KeyError', message: 'round 2, second record' }),
+    ]);
+
+    // The files are passed latest round first: the round numbers decide, not the order.
+    const { records, counts } = await build({
+      manifestPath,
+      resultsPath,
+      failureRecords: [
+        { path: round2, round: 2 },
+        { path: round1, round: 1 },
+      ],
+    });
+
+    expect(records[0]).toEqual({ path: 'a.png', state: 'failed', reason: { kind: 'timeout', errorType: 'TimeoutError', message: 'round 2' } });
+    expect(records[1]).toEqual({ path: 'b.png', state: 'failed', reason: { kind: 'exception', errorType: 'ValueError', message: 'round 1' } });
+    expect(counts.failedByReason).toEqual({ 'timeout TimeoutError': 1, 'exception ValueError': 1 });
+    expect(counts.failureRecords).toBe(4);
+  });
+
+  test('scored row of round 1 beats later failure record', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([{ path: 'a.png', label: 4 }]);
+    const round2 = writeLines('failures-2.jsonl', [JSON.stringify({ path: 'a.png', kind: 'exception' })]);
+
+    const { records } = await build({ manifestPath, resultsPath, resultsRoundStarts: [2], failureRecords: [{ path: round2, round: 2 }] });
+
+    expect(records[0]).toEqual({ path: 'a.png', state: 'scored', row: { path: 'a.png', label: 4 } });
+  });
+
+  test('empty round between rounds is allowed', async () => {
+    const manifestPath = manifest(['a.png', 'b.png']);
+    const resultsPath = rows([
+      { path: 'a.png', error: 'OSError: r1' },
+      { path: 'b.png', error: 'OSError: r1' },
+      { path: 'a.png', label: 1 },
+    ]);
+    // Round 2 appended no rows, so rounds 2 and 3 both start at line 3.
+    const round2 = writeLines('failures-2.jsonl', [JSON.stringify({ path: 'b.png', kind: 'timeout' })]);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, resultsRoundStarts: [3, 3], failureRecords: [{ path: round2, round: 2 }] });
+
+    expect(records[0]).toMatchObject({ state: 'scored', row: { label: 1 } });
+    expect(records[1]).toEqual({ path: 'b.png', state: 'failed', reason: { kind: 'timeout' } });
+    expect(counts.rescoredRows).toBe(1);
+  });
+
+  test('excluded item rows count once per item', async () => {
+    const manifestPath = manifest(['a.tmp']);
+    const resultsPath = rows([
+      { path: 'a.tmp', label: 1 },
+      { path: 'a.tmp', label: 1 },
+      { path: 'a.tmp', label: 2 },
+    ]);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, resultsRoundStarts: [3], exclude: ['*.tmp'] });
+
+    expect(records[0].state).toBe('excluded');
+    expect(counts).toMatchObject({ excludedItemsWithRows: 1, duplicateRows: 1, rescoredRows: 1 });
+  });
+
+  test('invalid round options are rejected', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([{ path: 'a.png', label: 1 }, { path: 'a.png', label: 2 }]);
+
+    await expect(build({ manifestPath, resultsPath, resultsRoundStarts: [2, 1] })).rejects.toThrow(
+      /resultsRoundStarts\[1\] is 1; each entry must be an integer line number of at least 1 and no smaller than the entry before it/,
+    );
+    await expect(build({ manifestPath, resultsPath, resultsRoundStarts: [0] })).rejects.toThrow(/resultsRoundStarts\[0\] is 0/);
+    await expect(build({ manifestPath, resultsRoundStarts: [2] })).rejects.toThrow(/resultsRoundStarts is set without resultsPath/);
+    await expect(build({ manifestPath, resultsPath, resultsRoundStarts: [4] })).rejects.toThrow(
+      /resultsRoundStarts ends with line 4, but results file .*results\.jsonl has 2 lines/,
+    );
+    await expect(build({ manifestPath, resultsPath, failureRecords: [{ path: resultsPath, round: 0 }] })).rejects.toThrow(
+      /failureRecords\[0\]\.round is 0 for .*results\.jsonl; pass the 1-based round/,
+    );
+    await expect(build({ manifestPath, resultsPath, failureRecords: [{ path: path.join(folder, 'nope.jsonl'), round: 1 }] })).rejects.toThrow(
+      /failure records file .*nope\.jsonl not found/,
+    );
+    // A round that appended nothing may start right after the last line.
+    await expect(build({ manifestPath, resultsPath, resultsRoundStarts: [3] })).resolves.toMatchObject({ counts: { duplicateRows: 1 } });
+  });
+
+  test('rounds match a reference on random data', async () => {
+    const random = seededRandom(11);
+    const paths = Array.from({ length: 3000 }, (_, index) => `d${Math.floor(random() * 20)}/f${index}${random() < 0.05 ? '.tmp' : '.png'}`);
+    const rounds: RoundInput[] = [];
+    let pending = [...paths];
+    for (let round = 1; round <= 3; round += 1) {
+      const roundRows: RoundInput['rows'] = [];
+      const roundFailures: RoundInput['failures'] = [];
+      const next: string[] = [];
+      for (const itemPath of pending) {
+        const roll = random();
+        if (roll < 0.1) {
+          roundFailures.push({ path: itemPath, kind: random() < 0.5 ? 'exception' : 'timeout', errorType: `E${round}`, message: `round ${round}` });
+          // Azure ML appends the rows a short mini-batch did return, so a failure record can come with a row.
+          if (random() < 0.3) roundRows.push({ path: itemPath, error: `OSError: round ${round}` });
+          next.push(itemPath);
+        } else if (roll < 0.2) {
+          roundRows.push({ path: itemPath, error: `OSError: round ${round}` });
+          next.push(itemPath);
+        } else if (roll < 0.25) {
+          next.push(itemPath);
+        } else {
+          roundRows.push({ path: itemPath, label: round * 10 + Math.floor(random() * 10) });
+        }
+        if (random() < 0.03) roundRows.push({ path: itemPath, label: 99 });
+      }
+      shuffleInPlace(roundRows, random);
+      rounds.push({ rows: roundRows, failures: roundFailures });
+      pending = next;
+    }
+    shuffleInPlace(paths, random);
+
+    const manifestPath = manifest(paths);
+    const resultsPath = rows(rounds.flatMap((round) => round.rows));
+    const resultsRoundStarts = [1 + rounds[0].rows.length, 1 + rounds[0].rows.length + rounds[1].rows.length];
+    const failureRecords = rounds.map((round, index) => ({
+      path: writeLines(`failures-${index + 1}.jsonl`, round.failures.map((value) => JSON.stringify(value))),
+      round: index + 1,
+    }));
+    shuffleInPlace(failureRecords, random);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, resultsRoundStarts, failureRecords, exclude: ['**/*.tmp'], partitions: 9 });
+
+    const expected = referenceRoundsLedger(paths, rounds, (itemPath) => itemPath.endsWith('.tmp'));
+    expect(records).toEqual(expected.records);
+    expect(counts.duplicateRows).toBe(expected.duplicateRows);
+    expect(counts.rescoredRows).toBe(expected.rescoredRows);
+    expect(counts.scored + counts.failed + counts.excluded).toBe(paths.length);
+    expect(counts.failed).toBeGreaterThan(0);
+    expect(counts.rescoredRows).toBeGreaterThan(0);
+  });
+});
+
+describe('buildLedger no-result reason', () => {
+  test('noResultReason is attached to items without result', async () => {
+    const manifestPath = manifest(['a.png', 'b.png', 'c.png']);
+    const resultsPath = rows([{ path: 'a.png', label: 1 }]);
+    const failureRecordsPath = writeLines('failures.jsonl', [JSON.stringify({ path: 'b.png', kind: 'exception' })]);
+    const message = 'job amlbatch-x-1 failed: error threshold exceeded (12 failed items, threshold 10)';
+
+    const { records, counts } = await build({
+      manifestPath,
+      resultsPath,
+      failureRecords: [{ path: failureRecordsPath, round: 1 }],
+      noResultReason: { errorType: 'JobFailed', message },
+    });
+
+    expect(records[0].state).toBe('scored');
+    expect(records[1]).toEqual({ path: 'b.png', state: 'failed', reason: { kind: 'exception' } });
+    expect(records[2]).toEqual({ path: 'c.png', state: 'failed', reason: { kind: 'no_result', errorType: 'JobFailed', message } });
+    expect(counts.failedByReason).toEqual({ exception: 1, 'no_result JobFailed': 1 });
+    expect(counts.failedByKind.no_result).toBe(1);
+  });
+
+  test('noResultReason without errorType keeps the plain label', async () => {
+    const manifestPath = manifest(['a.png']);
+    const resultsPath = rows([]);
+    const message = 'x'.repeat(1500);
+
+    const { records, counts } = await build({ manifestPath, resultsPath, noResultReason: { message } });
+
+    expect(records[0].reason).toEqual({ kind: 'no_result', message: `${'x'.repeat(1000)}...` });
+    expect(counts.failedByReason).toEqual({ no_result: 1 });
+  });
+
+  test('noResultReason is unused without results file', async () => {
+    const manifestPath = manifest(['a.png']);
+
+    const { records } = await build({ manifestPath, noResultReason: { message: 'job failed' } });
+
+    expect(records).toEqual([{ path: 'a.png', state: 'scored' }]);
+  });
+});
+
+describe('buildLedger failure examples', () => {
+  test('failureExamples follow manifest order and are capped', async () => {
+    const paths = Array.from({ length: 40 }, (_, index) => `z${(40 - index).toString().padStart(2, '0')}.png`);
+    const manifestPath = manifest(paths);
+    // Every third item fails with a row error, the others are scored; the first item has no result at all.
+    const resultsPath = rows(
+      paths.slice(1).map((itemPath, index) => ((index + 1) % 3 === 0 ? { path: itemPath, error: `ValueError: item ${index + 1}` } : { path: itemPath, label: 1 })),
+    );
+    const failed = [paths[0], ...paths.filter((_, index) => index > 0 && index % 3 === 0)];
+
+    for (const partitions of [1, 4, 16]) {
+      const { counts } = await build({ manifestPath, resultsPath, partitions, maxFailureExamples: 5 });
+
+      expect(counts.failed).toBe(failed.length);
+      expect(counts.failureExamples.map((example) => example.path)).toEqual(failed.slice(0, 5));
+      expect(counts.failureExamples[0]).toEqual({ path: paths[0], reason: 'no_result' });
+      expect(counts.failureExamples[1]).toEqual({ path: paths[3], reason: 'row_error ValueError', message: 'ValueError: item 3' });
+    }
+  });
+
+  test('failureExamples default to ten', async () => {
+    const paths = Array.from({ length: 25 }, (_, index) => `f${index}.png`);
+    const manifestPath = manifest(paths);
+
+    const { counts } = await build({ manifestPath, resultsPath: rows([]), partitions: 3 });
+
+    expect(counts.failureExamples.map((example) => example.path)).toEqual(paths.slice(0, 10));
+  });
+
+  test('failureExamples messages are cut to 300 characters', async () => {
+    const manifestPath = manifest(['a.png', 'b.png']);
+    const failureRecordsPath = writeLines('failures.jsonl', [
+      JSON.stringify({ path: 'a.png', kind: 'exception', errorType: 'ValueError', message: 'm'.repeat(800) }),
+      JSON.stringify({ path: 'b.png', kind: 'timeout', message: 'short' }),
+    ]);
+
+    const { records, counts } = await build({ manifestPath, failureRecords: [{ path: failureRecordsPath, round: 1 }] });
+
+    expect(counts.failureExamples[0].message).toBe(`${'m'.repeat(297)}...`);
+    expect(counts.failureExamples[0].reason).toBe('exception ValueError');
+    expect(counts.failureExamples[1]).toEqual({ path: 'b.png', reason: 'timeout', message: 'short' });
+    // The ledger keeps the longer message of the failure record.
+    expect(records[0].reason?.message).toBe('m'.repeat(800));
+  });
+
+  test('maxFailureExamples zero lists none', async () => {
+    const manifestPath = manifest(['a.png']);
+
+    const { counts } = await build({ manifestPath, resultsPath: rows([]), maxFailureExamples: 0 });
+
+    expect(counts.failed).toBe(1);
+    expect(counts.failureExamples).toEqual([]);
+  });
+});
+
+describe('buildBatchLedger', () => {
+  function round(values: Partial<ResultsRound> & Pick<ResultsRound, 'round' | 'firstLine'>): ResultsRound {
+    return { jobName: `job-${values.round}`, rows: 0, failedRows: 0, endBytes: 0, ...values };
+  }
+
+  function collected(resultsFolder: string, rounds: ResultsRound[], resultsFile?: string): CollectedResults {
+    return {
+      resultsFolder,
+      ...(resultsFile ? { resultsFile, resultsSha256: createHash('sha256').update(readFileSync(resultsFile)).digest('hex') } : {}),
+      rowCount: 0,
+      failedRowCount: 0,
+      manifestFile: path.join(resultsFolder, 'manifest.jsonl'),
+      rounds,
+    };
+  }
+
+  function setUpBatch(): { resultsFolder: string; resultsFile: string } {
+    const resultsFolder = path.join(folder, 'results');
+    mkdirSync(resultsFolder);
+    writeFileSync(path.join(resultsFolder, 'manifest.jsonl'), ['a.png', 'b.png', 'c.png'].map((itemPath) => `${JSON.stringify({ path: itemPath, size: 5 })}\n`).join(''));
+    const resultsFile = path.join(resultsFolder, 'rows.jsonl');
+    writeFileSync(resultsFile, `${JSON.stringify({ path: 'a.png', label: 1 })}\n${JSON.stringify({ path: 'b.png', error: 'OSError: truncated' })}\n`);
+    return { resultsFolder, resultsFile };
+  }
+
+  test('unchanged inputs reuse the ledger', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+    const failures = path.join(resultsFolder, 'failures-1.jsonl');
+    writeFileSync(failures, `${JSON.stringify({ path: 'c.png', kind: 'timeout' })}\n`);
+    const rounds = [round({ round: 1, firstLine: 1, failureRecordsFile: failures })];
+
+    const first = await buildBatchLedger(collected(resultsFolder, rounds, resultsFile));
+    const ledgerFile = path.join(resultsFolder, 'ledger.jsonl');
+    const inode = statSync(ledgerFile).ino;
+    const second = await buildBatchLedger(collected(resultsFolder, rounds, resultsFile));
+
+    expect(first).toMatchObject({ scored: 1, failed: 2, excluded: 0, failedByReason: { 'row_error OSError': 1, timeout: 1 } });
+    expect(first?.failureExamples).toEqual([
+      { path: 'b.png', reason: 'row_error OSError', message: 'OSError: truncated' },
+      { path: 'c.png', reason: 'timeout' },
+    ]);
+    expect(second).toEqual(first);
+    expect(statSync(ledgerFile).ino).toBe(inode);
+    expect(readdirSync(resultsFolder).sort()).toEqual(['failures-1.jsonl', 'ledger-counts.json', 'ledger.jsonl', 'manifest.jsonl', 'rows.jsonl']);
+  });
+
+  test('appended round rebuilds the ledger', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+    const before = await buildBatchLedger(collected(resultsFolder, [round({ round: 1, firstLine: 1 })], resultsFile));
+    expect(before).toMatchObject({ scored: 1, failed: 2, failedByReason: { 'row_error OSError': 1, no_result: 1 } });
+
+    appendFileSync(resultsFile, `${JSON.stringify({ path: 'b.png', label: 2 })}\n`);
+    const failures = path.join(resultsFolder, 'failures-2.jsonl');
+    writeFileSync(failures, `${JSON.stringify({ path: 'c.png', kind: 'exception', errorType: 'ValueError' })}\n`);
+    const rounds = [round({ round: 1, firstLine: 1 }), round({ round: 2, firstLine: 3, failureRecordsFile: failures })];
+    const after = await buildBatchLedger(collected(resultsFolder, rounds, resultsFile));
+
+    expect(after).toMatchObject({ scored: 2, failed: 1, duplicateRows: 0, failedByReason: { 'exception ValueError': 1 } });
+    const records = readLedgerRecords(path.join(resultsFolder, 'ledger.jsonl'));
+    expect(records.map((record) => record.state)).toEqual(['scored', 'scored', 'failed']);
+    const countsDocument = JSON.parse(readFileSync(path.join(resultsFolder, 'ledger-counts.json'), 'utf8')) as LedgerCounts & { inputs: { resultsRoundStarts: number[] } };
+    expect(countsDocument.rescoredRows).toBe(1);
+    expect(countsDocument.inputs.resultsRoundStarts).toEqual([3]);
+    expect(readdirSync(resultsFolder).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  test('noResultReason comes from the last round', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+    const message = 'job amlbatch-x-2 failed: error threshold exceeded';
+    const rounds = [
+      round({ round: 1, firstLine: 1, noResultReason: { message: 'job amlbatch-x-1 failed' } }),
+      round({ round: 2, firstLine: 3, noResultReason: { errorType: 'JobFailed', message } }),
+    ];
+
+    const summary = await buildBatchLedger(collected(resultsFolder, rounds, resultsFile));
+
+    expect(summary?.failureExamples.at(-1)).toEqual({ path: 'c.png', reason: 'no_result JobFailed', message });
+  });
+
+  test('explicit inputs replace the rounds', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+    const failures = path.join(resultsFolder, 'failures.jsonl');
+    writeFileSync(failures, `${JSON.stringify({ path: 'c.png', kind: 'worker_exited' })}\n`);
+
+    const summary = await buildBatchLedger(collected(resultsFolder, [round({ round: 1, firstLine: 1 })], resultsFile), undefined, {
+      failureRecords: [{ path: failures, round: 1 }],
+      noResultReason: { message: 'unused' },
+    });
+
+    expect(summary?.failedByReason).toEqual({ 'row_error OSError': 1, worker_exited: 1 });
+  });
+
+  test('counts file without inputs rebuilds', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+    writeFileSync(path.join(resultsFolder, 'ledger.jsonl'), 'half a ledger');
+    writeFileSync(path.join(resultsFolder, 'ledger-counts.json'), JSON.stringify({ scored: 99, failed: 0, excluded: 0 }));
+
+    const summary = await buildBatchLedger(collected(resultsFolder, [round({ round: 1, firstLine: 1 })], resultsFile));
+
+    expect(summary).toMatchObject({ scored: 1, failed: 2 });
+    expect(readLedgerRecords(path.join(resultsFolder, 'ledger.jsonl'))).toHaveLength(3);
+  });
+
+  test('missing ledger rebuilds despite counts file', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+    const batch = collected(resultsFolder, [round({ round: 1, firstLine: 1 })], resultsFile);
+    await buildBatchLedger(batch);
+    rmSync(path.join(resultsFolder, 'ledger.jsonl'));
+
+    const summary = await buildBatchLedger(batch);
+
+    expect(summary).toMatchObject({ scored: 1, failed: 2 });
+    expect(readLedgerRecords(path.join(resultsFolder, 'ledger.jsonl'))).toHaveLength(3);
+  });
+
+  test('rounds with a gap are rejected', async () => {
+    const { resultsFolder, resultsFile } = setUpBatch();
+
+    await expect(
+      buildBatchLedger(collected(resultsFolder, [round({ round: 1, firstLine: 1 }), round({ round: 3, firstLine: 3 })], resultsFile)),
+    ).rejects.toThrow(/results rounds of .*results are numbered 1, 3; expected 1, 2, 3, \.\.\. without gaps/);
+  });
+});
+
+interface RoundInput {
+  rows: { path: string; label?: number; error?: string }[];
+  failures: { path: string; kind: string; errorType?: string; message?: string }[];
+}
+
+/** Builds the expected ledger of several rounds by the rules of buildLedger, with everything in memory. */
+function referenceRoundsLedger(
+  paths: string[],
+  rounds: RoundInput[],
+  isExcluded: (itemPath: string) => boolean,
+): { records: LedgerRecord[]; duplicateRows: number; rescoredRows: number } {
+  const known = new Set(paths);
+  const rowsByPath = new Map<string, { round: number; row: RoundInput['rows'][number] }[]>();
+  const failuresByPath = new Map<string, { round: number; failure: RoundInput['failures'][number] }[]>();
+  rounds.forEach((round, index) => {
+    for (const row of round.rows) rowsByPath.set(row.path, [...(rowsByPath.get(row.path) ?? []), { round: index + 1, row }]);
+    for (const failure of round.failures) failuresByPath.set(failure.path, [...(failuresByPath.get(failure.path) ?? []), { round: index + 1, failure }]);
+  });
+
+  let duplicateRows = 0;
+  let rescoredRows = 0;
+  for (const [itemPath, itemRows] of rowsByPath) {
+    if (!known.has(itemPath)) continue;
+    const roundsWithRows = new Set(itemRows.map((entry) => entry.round));
+    duplicateRows += itemRows.length - roundsWithRows.size;
+    rescoredRows += roundsWithRows.size - 1;
+  }
+
+  const records = paths.map((itemPath): LedgerRecord => {
+    if (isExcluded(itemPath)) return { path: itemPath, state: 'excluded', reason: { kind: 'exclude_pattern', pattern: '**/*.tmp' } };
+    const itemRows = rowsByPath.get(itemPath) ?? [];
+    const itemFailures = failuresByPath.get(itemPath) ?? [];
+    const good = itemRows.find((entry) => entry.row.error === undefined);
+    if (good !== undefined) return { path: itemPath, state: 'scored', row: good.row };
+
+    const latest = Math.max(0, ...itemRows.map((entry) => entry.round), ...itemFailures.map((entry) => entry.round));
+    const errorRow = itemRows.find((entry) => entry.round === latest);
+    if (errorRow !== undefined) {
+      const error = errorRow.row.error as string;
+      return { path: itemPath, state: 'failed', reason: { kind: 'row_error', errorType: error.split(':')[0], message: error }, row: errorRow.row };
+    }
+    const failure = itemFailures.find((entry) => entry.round === latest);
+    if (failure !== undefined) {
+      const reason: Partial<RoundInput['failures'][number]> = { ...failure.failure };
+      delete reason.path;
+      return { path: itemPath, state: 'failed', reason: reason as LedgerRecord['reason'] };
+    }
+    return { path: itemPath, state: 'failed', reason: { kind: 'no_result' } };
+  });
+  return { records, duplicateRows, rescoredRows };
+}
 
 /** Builds the expected ledger by the rules of buildLedger, the simple way, with everything in memory. */
 function referenceLedger(

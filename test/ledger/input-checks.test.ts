@@ -58,13 +58,15 @@ describe('checkInputs', () => {
     }
   });
 
-  test('NFC and NFD forms of one name collide', async () => {
+  test('NFC and NFD forms of one name warn', async () => {
     const composed = 'caf\u00e9.png';
     const decomposed = 'cafe\u0301.png';
     const report = await check({ manifestPath: manifest([composed, 'x.png', decomposed]), partitions: 3 });
 
+    expect(report.errors).toEqual([]);
     const collision = issue(report, 'unicode_normalization_collision');
-    expect(collision?.severity).toBe('error');
+    expect(collision?.severity).toBe('warning');
+    expect(collision?.message).toMatch(/^1 group of file names differs only in Unicode normalization .*rename one name of each group$/);
     expect(collision?.count).toBe(1);
     expect(collision?.examples).toEqual([`"${composed}" (U+00E9) and "${decomposed}" (U+0301)`]);
     expect(issue(report, 'decomposed_unicode_name')?.examples).toEqual([decomposed]);

@@ -1,6 +1,6 @@
 import type { ScoringBackend, WaitOptions } from '../../activities/backends/backend';
 import type { CancelJobInput, DeleteDatasetVersionInput, DeleteDatastoreInput } from '../../activities/compensation-types';
-import type { DatasetRef, JobProgress } from '../../activities/types';
+import type { CollectedResults, DatasetRef, JobProgress, LedgerSummary } from '../../activities/types';
 
 export type StageMethod = Exclude<keyof ScoringBackend, 'name'>;
 
@@ -16,6 +16,7 @@ export class FakeBackend implements ScoringBackend {
     checkVaultAccess: 0,
     ensureDatastore: 0,
     registerDataset: 0,
+    selectItems: 0,
     submitScoringJob: 0,
     waitForJob: 0,
     collectResults: 0,
@@ -26,6 +27,11 @@ export class FakeBackend implements ScoringBackend {
   readonly inputs: Partial<Record<StageMethod, unknown[]>> = {};
   readonly failures: Partial<Record<StageMethod, Error[]>> = {};
   itemCount = 3;
+  /**
+   * Failed items that each collect reports in its item ledger, one entry per call; without an entry the collect
+   * builds no ledger. Lets a workflow test drive follow-up rounds.
+   */
+  failedItemsPerCollect: number[] = [];
 
   private async enter(stage: StageMethod, input?: unknown): Promise<void> {
     this.calls[stage] += 1;
@@ -64,6 +70,18 @@ export class FakeBackend implements ScoringBackend {
     };
   }
 
+  async selectItems() {
+    await this.enter('selectItems');
+    return {
+      kind: 'failed_items' as const,
+      manifestFile: '/fake/selection.jsonl',
+      inputRoot: '/fake/data',
+      itemCount: 1,
+      totalBytes: 3,
+      manifestSha256: 'fake-selection',
+    };
+  }
+
   async submitScoringJob() {
     await this.enter('submitScoringJob');
     return { jobName: 'job-fake-1', attached: false };
@@ -76,9 +94,29 @@ export class FakeBackend implements ScoringBackend {
     return { jobName: 'job-fake-1', status: 'Completed' as const, progress };
   }
 
-  async collectResults() {
+  async collectResults(): Promise<CollectedResults> {
     await this.enter('collectResults');
-    return { resultsFolder: '/fake/results', resultsFile: '/fake/results/rows.txt', rowCount: this.itemCount, failedRowCount: 0 };
+    const failed = this.failedItemsPerCollect.shift();
+    const ledger: LedgerSummary | undefined =
+      failed === undefined
+        ? undefined
+        : {
+            ledgerFile: '/fake/results/ledger.jsonl',
+            scored: this.itemCount - failed,
+            failed,
+            excluded: 0,
+            duplicateRows: 0,
+            unknownRows: 0,
+            failedByReason: failed > 0 ? { 'row_error ValueError': failed } : {},
+            failureExamples: [],
+          };
+    return {
+      resultsFolder: '/fake/results',
+      resultsFile: '/fake/results/rows.txt',
+      rowCount: this.itemCount,
+      failedRowCount: 0,
+      ...(ledger ? { ledger } : {}),
+    };
   }
 
   async cancelScoringJob(input: CancelJobInput) {

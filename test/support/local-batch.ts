@@ -5,6 +5,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { loadConfig, type AmlbatchConfig } from '../../common/config';
 import { projectRoot } from '../../common/project-paths';
+import type { BackendRegistry } from '../../activities/backends/registry';
 import { createBatchWorker } from '../../worker/create-worker';
 import type { BatchSummary } from '../../workflows/summary';
 import { uniqueTaskQueue, workflowBundle } from './temporal-env';
@@ -26,8 +27,10 @@ export interface LocalBatchHarness {
 export async function createLocalHarness(
   env: TestWorkflowEnvironment,
   overrides: Partial<AmlbatchConfig> = {},
+  /** Backends in place of the worker's default ones, such as a local backend with faults injected. */
+  backends?: BackendRegistry,
 ): Promise<LocalBatchHarness> {
-  const workspaceDir = mkdtempSync(path.join(os.tmpdir(), 'amlbatch-ws-'));
+  const workspaceDir = overrides.localWorkspaceDir ?? mkdtempSync(path.join(os.tmpdir(), 'amlbatch-ws-'));
   const config: AmlbatchConfig = {
     ...loadConfig({}, projectRoot()),
     taskQueue: uniqueTaskQueue('local'),
@@ -40,6 +43,7 @@ export async function createLocalHarness(
     namespace: 'default',
     config,
     jobPollIntervalMs: 200,
+    ...(backends ? { backends } : {}),
     workerOptions: { workflowBundle: await workflowBundle() },
   });
   return { config, worker, workspaceDir };

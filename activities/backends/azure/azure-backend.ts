@@ -9,6 +9,7 @@ import { AuthenticationError, CredentialUnavailableError, AggregateAuthenticatio
 import { RestError } from '@azure/core-rest-pipeline';
 import { defaultPythonExecutable, projectRoot } from '../../../common/project-paths';
 import { StageError } from '../../errors';
+import { checkDatasetInput } from '../../dataset-input-checks';
 import type {
   AuthenticateResult,
   AzureStageSettings,
@@ -22,20 +23,26 @@ import type {
   EnsureDatastoreInput,
   JobOutcome,
   JobProgress,
+  ItemSelection,
   JobRef,
   RegisterDatasetInput,
+  SelectItemsInput,
   StageInput,
   SubmitJobInput,
   WaitForJobInput,
 } from '../../types';
 import type { ScoringBackend, WaitOptions } from '../backend';
 import { checkEntryScript } from '../common/entry-script';
-import { pathExists, publishRows, sleepUnlessAborted } from '../common/files';
+import { pathExists, sleepUnlessAborted } from '../common/files';
+import { mergeRound } from '../common/results-rounds';
+import { writeFailedItemsManifest } from '../common/selection';
+import { readManifestPaths } from '../../ledger/manifest-lines';
 import type { ContainerClient } from '@azure/storage-blob';
 import { ARM_SCOPE, AzureClients, type AzureEndpoints, type BlobAccess } from './clients';
 import { uploadCodeFolder } from './code-upload';
 import { createCredential, noCredentialMessage, type CredentialKind } from './credentials';
 import { COMPONENT_NAME, buildComponentSpec, buildPipelineJob, contentVersion, toAzureName } from './job-body';
+import { describeJobFailure, jobLogsLocation, noResultReasonFromLogs, readJobLogTexts, summarizeJobLogs, type JobLogSummary } from './job-logs';
 import { callAzure, classifyAzureError } from './rest-errors';
 import { checkSecret, readSecretValue } from './vault';
 import { resolveWorkspace } from './workspace-config';
@@ -57,11 +64,11 @@ export interface AzureBackendOptions {
 }
 
 /** Statuses after which an Azure ML job changes no more. */
+/** Blob copies in flight at once while a follow-up job's items are copied. */
+const SELECTION_COPY_CONCURRENCY = 8;
 const TERMINAL_STATUSES = new Set(['Completed', 'Failed', 'Canceled']);
 const DEFAULT_IMAGE = 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest';
 const ARTIFACT_DATASTORE = 'workspaceartifactstore';
-/** Log files of a parallel step that explain a failure, most useful first. */
-const FAILURE_LOG_FILES = ['logs/job_result.txt', 'logs/job_error.txt'];
 /** Characters of a job log put into a failure message; the logs themselves stay in the artifact store. */
 const MAX_REASON_LENGTH = 4000;
 
@@ -207,11 +214,28 @@ export class AzureBackend implements ScoringBackend {
       const summary = await callAzure({ action: `list ${folder || '/'} in container ${datastore.containerName}`, role: ROLES.blob }, () =>
         writeBlobManifest(container, folder, manifestFile, reportProgress),
       );
+      // Before the manifest is uploaded and the data asset registered, so a batch with an input error creates neither.
+      const inputWarnings = await checkDatasetInput({
+        backend: 'azure',
+        manifestPath: manifestFile,
+        inputFolder: `${folder || '/'} in container ${datastore.containerName}`,
+        checks: input.checks,
+        scoringRateFolder: this.options.resultsRoot,
+        temporaryFolder: scratch,
+      });
       const version = summary.sha256.slice(0, 16);
       const inputRoot = `azureml://datastores/${datastore.name}/paths/${folder}`;
       const manifestBlob = `amlbatch/manifests/${datasetName}/${version}/manifest.jsonl`;
       const manifestLocation = `${container.url}/${manifestBlob}`;
-      const base = { datasetName, version, manifestLocation, manifestSha256: summary.sha256, inputRoot, ...summary };
+      const base = {
+        datasetName,
+        version,
+        manifestLocation,
+        manifestSha256: summary.sha256,
+        inputRoot,
+        ...summary,
+        ...(inputWarnings.length > 0 ? { inputWarnings } : {}),
+      };
       if (summary.itemCount === 0) return { ...base, created: false };
 
       const blob = container.getBlockBlobClient(manifestBlob);
@@ -239,6 +263,37 @@ export class AzureBackend implements ScoringBackend {
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Copies the selected items into `amlbatch/rounds/<job name>/` of the batch's container, under their relative
+   * paths, so the follow-up job's input folder holds just them and the entry script reports the same paths. The
+   * copies are server-side; a retried call copies again over the same names.
+   */
+  async selectItems(input: SelectItemsInput): Promise<ItemSelection> {
+    const settings = requireAzure(input);
+    const { datastore } = settings;
+    const container = this.clients.container(datastore.accountName, datastore.containerName, await this.blobAccess(settings));
+    const manifestFile = await downloadManifest(container, input.dataset.manifestLocation, input.resultsFolder);
+    const jobName = toAzureName(`amlbatch-${input.workflowId}-${input.submission}`);
+    const selection = await writeFailedItemsManifest(input, manifestFile, jobName);
+
+    const sourceFolder = input.dataset.inputRoot.slice(`azureml://datastores/${datastore.name}/paths/`.length);
+    const targetFolder = `amlbatch/rounds/${jobName}/`;
+    const queue = readManifestPaths(selection.manifestFile);
+    const copyNext = async (): Promise<void> => {
+      for (let next = await queue.next(); !next.done; next = await queue.next()) {
+        const relative = next.value;
+        const source = container.getBlobClient(`${sourceFolder}${relative}`);
+        const target = container.getBlobClient(`${targetFolder}${relative}`);
+        await callAzure({ action: `copy ${sourceFolder}${relative} to ${targetFolder}`, role: ROLES.blob }, async () => {
+          const poller = await target.beginCopyFromURL(source.url, { intervalInMs: this.pollIntervalMs.min });
+          await poller.pollUntilDone();
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: SELECTION_COPY_CONCURRENCY }, copyNext));
+    return { ...selection, inputRoot: `azureml://datastores/${datastore.name}/paths/${targetFolder}` };
   }
 
   async submitScoringJob(input: SubmitJobInput): Promise<JobRef> {
@@ -286,7 +341,7 @@ export class AzureBackend implements ScoringBackend {
       tags: { amlbatch_workflow_id: input.workflowId.slice(0, 256), amlbatch_submission: String(input.submission) },
       computeId,
       componentId,
-      inputUri: input.dataset.inputRoot,
+      inputUri: input.selection?.inputRoot ?? input.dataset.inputRoot,
       ...(outputUri ? { outputUri } : {}),
       settings: input.settings,
       instanceCount,
@@ -349,23 +404,41 @@ export class AzureBackend implements ScoringBackend {
     const { datastore } = settings;
     const container = this.clients.container(datastore.accountName, datastore.containerName, await this.blobAccess(settings));
     const manifestFile = await downloadManifest(container, input.dataset.manifestLocation, resultsFolder);
-    if (input.outputAction === 'summary_only') return { resultsFolder, rowCount: 0, failedRowCount: 0, manifestFile };
+    // Items without a row get the job's failure reason from its logs. The logs explain, they do not decide: when the
+    // artifact store cannot be read, the items are still recorded as having no result, only without a reason.
+    const logs = await this.readJobLogSummary(settings, input.jobName).catch((error: unknown) => {
+      if (error instanceof StageError) return undefined;
+      throw error;
+    });
 
-    const blobName = `amlbatch/outputs/${input.jobName}/${input.appendRowFileName}`;
-    const destination = path.join(resultsFolder, input.appendRowFileName);
-    const draft = path.join(resultsFolder, `.${input.appendRowFileName}.${process.pid}.${Date.now()}.tmp`);
-    const download = await callAzure({ action: `read job output ${blobName}`, role: ROLES.blob }, () =>
-      container.getBlobClient(blobName).download(),
-    );
-    if (!download.readableStreamBody) throw new StageError('Transient', `job output ${blobName} returned no body`);
-    const counts = await publishRows(download.readableStreamBody as NodeJS.ReadableStream as never, destination, draft);
+    let destination: string | undefined;
+    let rows: NodeJS.ReadableStream | undefined;
+    if (input.outputAction === 'append_row') {
+      destination = path.join(resultsFolder, input.appendRowFileName);
+      const blobName = `amlbatch/outputs/${input.jobName}/${input.appendRowFileName}`;
+      const blob = container.getBlobClient(blobName);
+      // A job that failed or was canceled may have written no output; its items then have no row.
+      const present = input.jobStatus === 'Completed' || (await callAzure({ action: `read job output ${blobName}`, role: ROLES.blob }, () => blob.exists()));
+      if (present) {
+        const download = await callAzure({ action: `read job output ${blobName}`, role: ROLES.blob }, () => blob.download());
+        if (!download.readableStreamBody) throw new StageError('Transient', `job output ${blobName} returned no body`);
+        rows = download.readableStreamBody;
+      }
+    }
+
+    const merged = await mergeRound(resultsFolder, destination, {
+      jobName: input.jobName,
+      ...(rows ? { rows: rows as never } : {}),
+      ...(logs ? { noResultReason: noResultReasonFromLogs(logs) } : {}),
+    });
     return {
       resultsFolder,
-      resultsFile: destination,
-      rowCount: counts.rows,
-      failedRowCount: counts.failedRows,
-      resultsSha256: counts.sha256,
+      ...(destination !== undefined ? { resultsFile: destination } : {}),
+      rowCount: merged.rowCount,
+      failedRowCount: merged.failedRowCount,
+      ...(merged.resultsSha256 !== undefined ? { resultsSha256: merged.resultsSha256 } : {}),
       manifestFile,
+      rounds: merged.rounds,
     };
   }
 
@@ -515,28 +588,40 @@ export class AzureBackend implements ScoringBackend {
     }
   }
 
-  /** Reads the parallel step's result and error logs, so the failure carries the reason instead of an exit code. */
+  /**
+   * Builds the error of a failed job from the parallel step's logs, so the failure carries the reason, the failed
+   * mini-batches and their first errors instead of an exit code. Logs that cannot be read are named in the message.
+   */
   private async jobFailedError(settings: AzureStageSettings, jobName: string): Promise<StageError> {
+    let description: string;
+    let details: Record<string, unknown>;
+    try {
+      const summary = await this.readJobLogSummary(settings, jobName);
+      description = describeJobFailure(summary);
+      details = {
+        jobName,
+        logs: summary.logsLocation,
+        failedMiniBatches: summary.failedMiniBatches,
+        failuresByErrorType: summary.failuresByErrorType,
+      };
+    } catch (error) {
+      description = `the job's logs could not be read (${(error as Error).message}); see the job in Azure ML studio`;
+      details = { jobName, logs: jobLogsLocation(ARTIFACT_DATASTORE, jobName) };
+    }
+    return new StageError('JobFailed', `job ${jobName} failed: ${description.slice(0, MAX_REASON_LENGTH)}`, details);
+  }
+
+  /**
+   * Reads a finished job's logs from the workspace's artifact store and summarizes them: the reason, the failed
+   * mini-batches by error type, their first errors and where the logs are. Missing log files are tolerated, because
+   * a job that never ran has none. Throws a `StageError` when the artifact store or a log file cannot be read.
+   */
+  async readJobLogSummary(settings: AzureStageSettings, jobName: string): Promise<JobLogSummary> {
     const workspace = requireWorkspace(settings);
     const aml = this.clients.machineLearning(workspace.subscriptionId);
-    const parts: string[] = [];
-    const logPrefix = `ExperimentRun/dcid.${jobName}/`;
-    try {
-      const { container } = await this.workspaceDatastoreContainer(aml, workspace, ARTIFACT_DATASTORE);
-      for (const file of FAILURE_LOG_FILES) {
-        const blob = container.getBlobClient(`${logPrefix}${file}`);
-        if (!(await blob.exists())) continue;
-        const text = (await blob.downloadToBuffer()).toString('utf8').trim();
-        if (text) parts.push(`${file}: ${text}`);
-      }
-    } catch (error) {
-      parts.push(`(the job's logs could not be read: ${(error as Error).message})`);
-    }
-    const reason = parts.length > 0 ? parts.join('\n') : `no ${FAILURE_LOG_FILES.join(' or ')} found under ${logPrefix}`;
-    return new StageError('JobFailed', `job ${jobName} failed: ${reason.slice(0, MAX_REASON_LENGTH)}`, {
-      jobName,
-      logs: `${ARTIFACT_DATASTORE}/${logPrefix}logs/`,
-    });
+    const { container, datastoreName } = await this.workspaceDatastoreContainer(aml, workspace, ARTIFACT_DATASTORE);
+    const texts = await readJobLogTexts(container, jobName, ROLES.blob);
+    return summarizeJobLogs(jobName, jobLogsLocation(datastoreName, jobName), texts);
   }
 
   /*

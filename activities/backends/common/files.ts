@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, rename, rm } from 'node:fs/promises';
+import { access, readFile, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -11,6 +11,16 @@ export async function pathExists(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** Reads a UTF-8 file; undefined when it does not exist. Other read errors are thrown. */
+export async function readTextIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 export async function sha256OfFile(file: string): Promise<string> {
@@ -76,7 +86,8 @@ export async function publishRows(source: Readable, destination: string, draft: 
   }
 }
 
-function rowReportsError(line: string): boolean {
+/** True when `line` is a JSON object whose `error` field is set and not null. */
+export function rowReportsError(line: string): boolean {
   if (!line.startsWith('{')) return false;
   try {
     const row = JSON.parse(line) as { error?: unknown };

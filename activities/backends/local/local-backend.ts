@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { defaultPythonExecutable, projectRoot } from '../../../common/project-paths';
 import type {
   CancelJobInput,
@@ -11,6 +12,7 @@ import type {
   DeleteDatastoreInput,
 } from '../../compensation-types';
 import { StageError } from '../../errors';
+import { checkDatasetInput } from '../../dataset-input-checks';
 import type {
   AuthenticateResult,
   CheckVaultInput,
@@ -21,19 +23,24 @@ import type {
   DatastoreRef,
   EnsureDatastoreInput,
   JobOutcome,
+  ItemSelection,
   JobRef,
   RegisterDatasetInput,
+  SelectItemsInput,
   SubmitJobInput,
   WaitForJobInput,
 } from '../../types';
 import type { CancelOptions, ScoringBackend, WaitOptions } from '../backend';
 import { checkEntryScript } from '../common/entry-script';
-import { pathExists, publishRows, sleepUnlessAborted } from '../common/files';
+import { pathExists, sleepUnlessAborted } from '../common/files';
+import { mergeRound, readResultsRounds } from '../common/results-rounds';
+import { writeFailedItemsManifest } from '../common/selection';
 import { temporarySibling, writeManifest } from './manifest';
 import { cancelLocalJob, isLocalJobDriverAlive, readLocalJobStatus, startLocalJob } from './runner/local-job';
 import type { LocalJobFaults, LocalJobSpec, LocalJobState, LocalJobStatus } from './runner/job-spec';
 import { faultsProblem } from './runner/validate-spec';
 import { writeFailureRecordsFromJournal } from '../../ledger/failure-records';
+import { recordLocalJobScoringRate } from '../../ledger/scoring-rate';
 import { LocalSecretSource } from './secret-source';
 import { LocalWorkspace } from './workspace';
 
@@ -130,6 +137,13 @@ export class LocalBackend implements ScoringBackend {
     const draft = temporarySibling(path.join(datasetDir, 'manifest.jsonl'));
     try {
       const summary = await writeManifest(root, draft, reportProgress);
+      const inputWarnings = await checkDatasetInput({
+        backend: 'local',
+        manifestPath: draft,
+        inputFolder: root,
+        checks: input.checks,
+        scoringRateFolder: this.workspace.root,
+      });
       const version = summary.sha256.slice(0, 16);
       const versionDir = path.join(datasetDir, version);
       const manifestPath = path.join(versionDir, 'manifest.jsonl');
@@ -153,10 +167,18 @@ export class LocalBackend implements ScoringBackend {
         totalBytes: summary.totalBytes,
         inputRoot: root,
         created,
+        ...(inputWarnings.length > 0 ? { inputWarnings } : {}),
       };
     } finally {
       await rm(draft, { force: true });
     }
+  }
+
+  async selectItems(input: SelectItemsInput): Promise<ItemSelection> {
+    const jobName = LocalWorkspace.jobNameFor(input.workflowId, input.submission);
+    // The selected items stay where they are: the job reads the selection's manifest against the dataset's folder.
+    const selection = await writeFailedItemsManifest(input, input.dataset.manifestLocation, jobName);
+    return { ...selection, inputRoot: input.dataset.inputRoot };
   }
 
   async submitScoringJob(input: SubmitJobInput): Promise<JobRef> {
@@ -167,8 +189,8 @@ export class LocalBackend implements ScoringBackend {
 
     const spec: LocalJobSpec = {
       jobName,
-      manifestPath: input.dataset.manifestLocation,
-      inputRoot: input.dataset.inputRoot,
+      manifestPath: input.selection?.manifestFile ?? input.dataset.manifestLocation,
+      inputRoot: input.selection?.inputRoot ?? input.dataset.inputRoot,
       codeDirectory,
       entryScript: input.settings.entryScript,
       programArguments: input.settings.programArguments,
@@ -195,7 +217,11 @@ export class LocalBackend implements ScoringBackend {
       const status = await readLocalJobStatus(jobFolder);
       options.onPoll({ jobName: input.jobName, status: status.state, progress: status.progress });
 
-      if (status.state === 'Completed') return { jobName: input.jobName, status: 'Completed', progress: status.progress };
+      if (status.state === 'Completed') {
+        // The rate lets the next batch's input checks warn about files too large for runInvocationTimeout.
+        await recordLocalJobScoringRate(this.workspace.root, jobFolder);
+        return { jobName: input.jobName, status: 'Completed', progress: status.progress };
+      }
       if (status.state === 'Failed') throw jobFailedError(status);
       if (status.state === 'Canceled') {
         throw new StageError('JobCanceled', `job ${input.jobName} was canceled outside this batch`, { jobName: input.jobName });
@@ -219,31 +245,37 @@ export class LocalBackend implements ScoringBackend {
     const resultsFolder = input.resultsFolder ?? this.workspace.resultsDir(input.workflowId);
     await mkdir(resultsFolder, { recursive: true });
     const jobFolder = this.workspace.jobDir(input.jobName);
-    const ledgerInputs = {
-      manifestFile: input.dataset.manifestLocation,
-      failureRecordsFile: await this.writeFailureRecords(jobFolder, input.dataset.manifestLocation, resultsFolder),
-    };
-    if (input.outputAction === 'summary_only') {
-      return { resultsFolder, rowCount: 0, failedRowCount: 0, ...ledgerInputs };
+    const earlier = await readResultsRounds(resultsFolder);
+    const first = earlier.length === 0 || earlier[0]?.jobName === input.jobName;
+    const failureRecordsFile = await this.writeFailureRecords(
+      jobFolder,
+      path.join(resultsFolder, first ? 'failure-records.jsonl' : `failure-records.${input.jobName}.jsonl`),
+    );
+
+    let destination: string | undefined;
+    let rows: Readable | undefined;
+    if (input.outputAction === 'append_row') {
+      destination = path.join(resultsFolder, input.appendRowFileName);
+      const source = path.join(jobFolder, 'outputs', input.appendRowFileName);
+      if (await pathExists(source)) {
+        rows = createReadStream(source);
+      } else if (input.jobStatus === 'Completed') {
+        throw new StageError('NotFound', `job ${input.jobName} has no output file ${source}; the job wrote no rows`, {
+          jobName: input.jobName,
+        });
+      }
+      await removeStaleDrafts(destination);
     }
 
-    const source = path.join(jobFolder, 'outputs', input.appendRowFileName);
-    const destination = path.join(resultsFolder, input.appendRowFileName);
-    if (!(await pathExists(source))) {
-      throw new StageError('NotFound', `job ${input.jobName} has no output file ${source}; the job wrote no rows`, {
-        jobName: input.jobName,
-      });
-    }
-
-    await removeStaleDrafts(destination);
-    const counts = await publishRows(createReadStream(source), destination, temporarySibling(destination));
+    const merged = await mergeRound(resultsFolder, destination, { jobName: input.jobName, ...(rows ? { rows } : {}), failureRecordsFile });
     return {
       resultsFolder,
-      resultsFile: destination,
-      rowCount: counts.rows,
-      failedRowCount: counts.failedRows,
-      resultsSha256: counts.sha256,
-      ...ledgerInputs,
+      ...(destination !== undefined ? { resultsFile: destination } : {}),
+      rowCount: merged.rowCount,
+      failedRowCount: merged.failedRowCount,
+      ...(merged.resultsSha256 !== undefined ? { resultsSha256: merged.resultsSha256 } : {}),
+      manifestFile: input.dataset.manifestLocation,
+      rounds: merged.rounds,
     };
   }
 
@@ -289,18 +321,18 @@ export class LocalBackend implements ScoringBackend {
   }
 
   /**
-   * Writes one failure record per item of each mini-batch the job's journal records as failed, once per results
-   * folder, for the item ledger.
+   * Writes one failure record per item of each mini-batch the job's journal records as failed, into `destination`
+   * once, for the item ledger. Mini-batches are read against the job's own manifest, which for a follow-up job
+   * lists only the items it was given.
    */
-  private async writeFailureRecords(jobFolder: string, manifestFile: string, resultsFolder: string): Promise<string> {
-    const destination = path.join(resultsFolder, 'failure-records.jsonl');
+  private async writeFailureRecords(jobFolder: string, destination: string): Promise<string> {
     if (await pathExists(destination)) return destination;
     const spec = JSON.parse(await readFile(path.join(jobFolder, 'job.json'), 'utf8')) as LocalJobSpec;
     const draft = temporarySibling(destination);
     try {
       await writeFailureRecordsFromJournal({
         journalPath: path.join(jobFolder, 'journal.jsonl'),
-        manifestPath: manifestFile,
+        manifestPath: spec.manifestPath,
         miniBatchSize: spec.miniBatchSize,
         destination: draft,
       });
