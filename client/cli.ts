@@ -373,6 +373,9 @@ function formatDescription(description: BatchDescription, uiLink: string): strin
       lines.push(`  ${stage.stage.padEnd(18)} ${stage.state}${duration}${retried}${stage.error ? `: ${stage.error}` : ''}`);
     }
     if (batch.dataset) lines.push(`Dataset: ${batch.dataset.name}:${batch.dataset.version} (${batch.dataset.created ? 'created by this batch' : 'existed before'})`);
+    if (batch.itemsSelected !== undefined) {
+      lines.push(`Selected: ${batch.itemsSelected} of ${batch.itemsTotal ?? '?'} items, those left failed by the earlier jobs`);
+    }
   }
   if (description.job) lines.push(renderProgressLine(description));
   if (batch?.pendingFailure) lines.push(...formatPendingFailure(description.workflowId, batch.pendingFailure));

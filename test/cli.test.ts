@@ -145,5 +145,16 @@ describe('amlbatch CLI', () => {
 
     const resultsFile = JSON.parse((await runCli(['results', workflowId, '--summary'])).stdout).resultsFile as string;
     expect(readRows(resultsFile)).toHaveLength(5);
+
+    const rescore = await runCli(['rescore', workflowId]);
+    expect(rescore.code).toBe(0);
+    expect(rescore.stdout).toContain(`Batch ${workflowId} has no failed items; nothing to rescore`);
+  });
+
+  test('rescore of an unknown batch is a usage error', async () => {
+    const result = await runCli(['rescore', 'no-such-batch-id']);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('no batch with workflow id "no-such-batch-id"');
   });
 });
