@@ -64,6 +64,8 @@ export interface AzureBackendOptions {
 }
 
 /** Statuses after which an Azure ML job changes no more. */
+/** Folder of the blobs amlbatch writes into the input container: manifests, job outputs, follow-up inputs. */
+const AMLBATCH_BLOB_PREFIX = 'amlbatch/';
 /** Blob copies in flight at once while a follow-up job's items are copied. */
 const SELECTION_COPY_CONCURRENCY = 8;
 const TERMINAL_STATUSES = new Set(['Completed', 'Failed', 'Canceled']);
@@ -225,7 +227,7 @@ export class AzureBackend implements ScoringBackend {
       });
       const version = summary.sha256.slice(0, 16);
       const inputRoot = `azureml://datastores/${datastore.name}/paths/${folder}`;
-      const manifestBlob = `amlbatch/manifests/${datasetName}/${version}/manifest.jsonl`;
+      const manifestBlob = `${AMLBATCH_BLOB_PREFIX}manifests/${datasetName}/${version}/manifest.jsonl`;
       const manifestLocation = `${container.url}/${manifestBlob}`;
       const base = {
         datasetName,
@@ -279,7 +281,7 @@ export class AzureBackend implements ScoringBackend {
     const selection = await writeFailedItemsManifest(input, manifestFile, jobName);
 
     const sourceFolder = input.dataset.inputRoot.slice(`azureml://datastores/${datastore.name}/paths/`.length);
-    const targetFolder = `amlbatch/rounds/${jobName}/`;
+    const targetFolder = `${AMLBATCH_BLOB_PREFIX}rounds/${jobName}/`;
     const queue = readManifestPaths(selection.manifestFile);
     const copyNext = async (): Promise<void> => {
       for (let next = await queue.next(); !next.done; next = await queue.next()) {
@@ -333,7 +335,7 @@ export class AzureBackend implements ScoringBackend {
     const computeId = `${workspaceArmId(workspace)}/computes/${settings.compute}`;
     const outputUri =
       input.settings.outputAction === 'append_row'
-        ? `azureml://datastores/${settings.datastore.name}/paths/amlbatch/outputs/${jobName}/${input.settings.appendRowFileName}`
+        ? `azureml://datastores/${settings.datastore.name}/paths/${AMLBATCH_BLOB_PREFIX}outputs/${jobName}/${input.settings.appendRowFileName}`
         : undefined;
     const body = buildPipelineJob({
       displayName: `amlbatch ${input.workflowId}`,
@@ -415,7 +417,7 @@ export class AzureBackend implements ScoringBackend {
     let rows: NodeJS.ReadableStream | undefined;
     if (input.outputAction === 'append_row') {
       destination = path.join(resultsFolder, input.appendRowFileName);
-      const blobName = `amlbatch/outputs/${input.jobName}/${input.appendRowFileName}`;
+      const blobName = `${AMLBATCH_BLOB_PREFIX}outputs/${input.jobName}/${input.appendRowFileName}`;
       const blob = container.getBlobClient(blobName);
       // A job that failed or was canceled may have written no output; its items then have no row.
       const present = input.jobStatus === 'Completed' || (await callAzure({ action: `read job output ${blobName}`, role: ROLES.blob }, () => blob.exists()));
