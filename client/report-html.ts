@@ -170,6 +170,10 @@ function renderOverview(summary: BatchSummary, generatedAt: string): string {
     ['Results file', summary.resultsFile ?? 'none'],
     ['Results SHA-256', summary.resultsSha256 ?? 'none'],
   ];
+  if (summary.rescoreOf !== undefined) rows.push(['Rescore of', summary.rescoreOf]);
+  for (const job of summary.jobs ?? []) {
+    rows.push([`Job, round ${job.round ?? '?'}`, `${job.jobName}: ${job.status}, ${formatCount(job.items)} items`]);
+  }
   if (summary.miniBatches !== undefined) {
     const { total, succeeded, failed } = summary.miniBatches;
     rows.push(['Mini-batches', `${formatCount(total)} total, ${formatCount(succeeded)} succeeded, ${formatCount(failed)} failed`]);

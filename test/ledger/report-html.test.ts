@@ -113,6 +113,23 @@ describe('batch report', () => {
     expect(escapeHtml(`<a href='x'>&"`)).toBe('&lt;a href=&#39;x&#39;&gt;&amp;&quot;');
   });
 
+  test('rescore lists its jobs', async () => {
+    const { ledgerPath, counts } = await buildSampleLedger();
+    const summary = summaryOf({
+      rescoreOf: 'batch-7',
+      jobs: [
+        { jobName: 'job-a', round: 2, status: 'Canceled', items: 9, miniBatches: { total: 3, succeeded: 1, failed: 0 } },
+        { jobName: 'job-b', round: 3, status: 'Completed', items: 4, miniBatches: { total: 1, succeeded: 1, failed: 0 } },
+      ],
+    });
+
+    const html = renderBatchReport({ summary, progress: PROGRESS, counts, details: await collectReportDetails(ledgerPath) });
+
+    expect(html).toContain('<th>Rescore of</th><td class="path">batch-7</td>');
+    expect(html).toContain('<th>Job, round 2</th><td class="path">job-a: Canceled, 9 items</td>');
+    expect(html).toContain('<th>Job, round 3</th><td class="path">job-b: Completed, 4 items</td>');
+  });
+
   test('page loads nothing external', async () => {
     const { ledgerPath, counts } = await buildSampleLedger();
 
