@@ -126,7 +126,10 @@ async function printSummary(summary: BatchSummary, uiLink: string): Promise<void
     console.log(`Accuracy against the folder labels: ${(await sampleAccuracy(summary.resultsFile)).toFixed(3)}`);
     console.log(`Results: ${summary.resultsFile}`);
   }
-  for (const stage of summary.stages) console.log(`  ${stage.stage.padEnd(18)} ${stage.state.padEnd(10)} ${stage.durationMs ?? 0} ms`);
+  for (const stage of summary.stages) {
+    const duration = stage.durationMs === undefined ? '' : ` ${stage.durationMs} ms`;
+    console.log(`  ${stage.stage.padEnd(18)} ${stage.state.padEnd(10)}${duration}`);
+  }
   console.log(`Temporal UI: ${uiLink}`);
   console.log(`Summary JSON: ${JSON.stringify(summary)}`);
 }
