@@ -3,6 +3,7 @@ import {
   CancelledFailure,
   Client,
   Connection,
+  WorkflowExecutionAlreadyStartedError,
   WorkflowFailedError,
   WorkflowNotFoundError,
   defaultPayloadConverter,
@@ -107,8 +108,9 @@ export class RescoreRefusedError extends Error {
 export interface RescoreStart {
   workflowId: string;
   uiLink: string;
-  /** Failed items in the rescored batch's ledger: at most this many are scored again. */
-  failedItems: number;
+  /** Failed items in the completed batch's ledger when it ended: at most this many are scored again. Unknown for a
+   * batch that failed or was cancelled. */
+  failedItems?: number;
 }
 
 export interface BatchListEntry {
@@ -252,37 +254,78 @@ export class BatchClient {
   }
 
   /**
-   * Starts a rescore of a completed batch: a new batch that scores only the items the batch's item ledger records
-   * as failed, with the batch's own input, dataset version and results folder. Its workflow id is
-   * `<first batch>-rescore-<n>`, numbered on from the last; one rescore of a batch runs at a time.
-   * Returns undefined, starting nothing, when the batch has no failed items.
+   * Starts a rescore of a finished batch: a new batch that scores only the items the batch's item ledger records
+   * as failed, with the batch's own input, dataset version and results folder. A completed batch gives them in its
+   * summary; a batch that failed or was cancelled after collecting rows gives them in its status query, which needs
+   * a running worker. Rescores of a batch, and rescores of those, are named `<first batch>-rescore-<n>`, numbered on
+   * from the last, and only one of them runs at a time, because they share one results folder.
+   * Returns undefined, starting nothing, when the completed batch has no failed items.
    */
   async rescore(workflowId: string, options: { followUpRounds?: number } = {}): Promise<RescoreStart | undefined> {
     const handle = this.client.workflow.getHandle(workflowId);
     const description = await handle.describe().catch((error: unknown) => this.rethrowNotFound(workflowId, error));
-    if (description.status.name !== 'COMPLETED') {
-      throw new RescoreRefusedError(
-        `batch ${workflowId} is ${description.status.name}; only a completed batch has an item ledger to rescore from. ` +
-          (description.status.name === 'RUNNING' ? 'Wait for it to end (amlbatch watch).' : 'Start a new batch instead (amlbatch score).'),
-      );
+    const status = description.status.name;
+    if (status === 'RUNNING' || status === 'CONTINUED_AS_NEW') {
+      throw new RescoreRefusedError(`batch ${workflowId} is still running; wait for it to end (amlbatch watch ${workflowId}), then rescore it`);
     }
-    const summary = (await handle.result()) as BatchSummary;
-    if (!summary.ledger || summary.outputLocation === undefined || summary.dataset === undefined) {
-      throw new RescoreRefusedError(`batch ${workflowId} has no item ledger (outcome ${summary.outcome}), so there is nothing to rescore`);
+
+    let origin: { resultsFolder: string; datasetVersion: string; failedItems?: number };
+    if (status === 'COMPLETED') {
+      const summary = (await handle.result()) as BatchSummary;
+      if (!summary.ledger || summary.outputLocation === undefined || summary.dataset === undefined) {
+        throw new RescoreRefusedError(`batch ${workflowId} has no item ledger (outcome ${summary.outcome}), so there is nothing to rescore`);
+      }
+      if (summary.ledger.failed === 0) return undefined;
+      origin = { resultsFolder: summary.outputLocation, datasetVersion: summary.dataset.version, failedItems: summary.ledger.failed };
+    } else {
+      const batch = await handle.query(statusQuery).catch(() => undefined);
+      if (!batch) {
+        throw new RescoreRefusedError(
+          `batch ${workflowId} is ${status} and no worker answered its status query, which names its results folder; ` +
+            `start a worker (npm run worker) and run the rescore again`,
+        );
+      }
+      if (batch.resultsFolder === undefined || batch.dataset === undefined) {
+        throw new RescoreRefusedError(
+          `batch ${workflowId} is ${status} and never collected any rows, so it has no item ledger to rescore from; start a new batch (amlbatch score)`,
+        );
+      }
+      origin = { resultsFolder: batch.resultsFolder, datasetVersion: batch.dataset.version };
     }
-    if (summary.ledger.failed === 0) return undefined;
 
     const original = await this.startInput(workflowId);
-    const firstBatch = original.rescore?.workflowId ?? workflowId;
+    const firstBatch = await this.firstBatchOf(workflowId, original);
     const rescoreId = await this.nextRescoreId(firstBatch);
     const input: BatchScoringInput = {
       ...original,
-      resultsFolder: summary.outputLocation,
-      rescore: { workflowId, datasetVersion: summary.dataset.version },
+      resultsFolder: origin.resultsFolder,
+      rescore: { workflowId, datasetVersion: origin.datasetVersion },
       ...(options.followUpRounds !== undefined ? { followUpRounds: options.followUpRounds } : {}),
     };
-    const started = await this.start(input, rescoreId);
-    return { ...started, failedItems: summary.ledger.failed };
+    try {
+      const started = await this.start(input, rescoreId);
+      return { ...started, ...(origin.failedItems !== undefined ? { failedItems: origin.failedItems } : {}) };
+    } catch (error) {
+      if (error instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new RescoreRefusedError(
+          `rescore ${rescoreId} of batch ${firstBatch} was started by someone else a moment ago; wait for it (amlbatch watch ${rescoreId})`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** Follows a chain of rescores back to the batch that started it. */
+  private async firstBatchOf(workflowId: string, input: BatchScoringInput): Promise<string> {
+    let current = workflowId;
+    let currentInput = input;
+    const seen = new Set([current]);
+    while (currentInput.rescore !== undefined && !seen.has(currentInput.rescore.workflowId)) {
+      current = currentInput.rescore.workflowId;
+      seen.add(current);
+      currentInput = await this.startInput(current);
+    }
+    return current;
   }
 
   /** Reads the input a batch was started with from the first event of its history. */

@@ -6,6 +6,7 @@ import { LocalBackend } from '../activities/backends/local/local-backend';
 import { cancelLocalJob, readLocalJobStatus } from '../activities/backends/local/runner/local-job';
 import { LocalWorkspace } from '../activities/backends/local/workspace';
 import { BatchClient } from '../client/batch-client';
+import { statusQuery } from '../workflows/messages';
 import type { BatchSummary } from '../workflows/summary';
 import { countBy, fixture, ledgerRecords, numberedFiles, oddFileContent, readCalls, readRows, type Fixture } from './support/counting-script';
 import { connectToSharedDevServer, uniqueTaskQueue } from './support/temporal-env';
@@ -109,6 +110,62 @@ describe('follow-up rounds and rescores on the local backend', () => {
     expect(calls.get('items/005.txt')).toBe(1);
   });
 
+  test('follow-up job scores each item alone', async () => {
+    // Items 0 to 2 make run() raise; item 3 shares a mini-batch with item 2 in the first job, so it fails there too.
+    const f = fixture(numberedFiles(6, (index) => (index < 3 ? `raise ${index}` : `item ${index}`)));
+    const summary = await runLocalBatch(env, harness, batchInput(f, { followUpRounds: 1 }));
+
+    expect(summary.jobs?.map((job) => [job.status, job.items])).toEqual([
+      ['Completed', 6],
+      ['Completed', 4],
+    ]);
+    expect(summary.ledger).toMatchObject({ scored: 3, failed: 3, failedByReason: { 'exception ValueError': 3 } });
+    const records = await ledgerRecords(summary.ledger!.ledgerFile);
+    expect(records.find((record) => record.path === 'items/003.txt')?.state).toBe('scored');
+    expect(records.find((record) => record.path === 'items/002.txt')?.reason?.message).toContain('items/002.txt');
+  });
+
+  test('failed follow-up job leaves its items failed', async () => {
+    // The follow-up job holds only items that make run() raise, so no mini-batch of it succeeds and the job fails.
+    const f = fixture(numberedFiles(4, (index) => (index < 2 ? `raise ${index}` : `item ${index}`)));
+    const summary = await runLocalBatch(env, harness, batchInput(f, { followUpRounds: 2 }));
+
+    expect(summary.outcome).toBe('scored');
+    expect(summary.jobs?.map((job) => job.status)).toEqual(['Completed', 'Failed', 'Failed']);
+    expect(summary.jobs?.[1]?.miniBatches).toBeUndefined();
+    expect(summary.ledger).toMatchObject({ scored: 2, failed: 2, failedByReason: { 'exception ValueError': 2 } });
+  });
+
+  test('rescore of a cancelled batch uses its status', async () => {
+    const f = fixture(numberedFiles(8, (index) => (index < 2 ? `flaky ${index}` : `item ${index}`)));
+    writeFileSync(f.failWhile, 'fail the flaky items');
+    const client = BatchClient.fromClient(env.client, harness.config);
+    const workflowId = uniqueTaskQueue('cancelled');
+
+    const rescored = await harness.worker.runUntil(async () => {
+      // The follow-up job is slow, so the batch is cancelled while it runs, after the first job's rows were collected.
+      const handle = await env.client.workflow.start('batchScoring', {
+        taskQueue: harness.config.taskQueue,
+        workflowId,
+        args: [{ ...batchInput(f, { followUpRounds: 1 }), programArguments: [...(batchInput(f).programArguments as string[]), '--slow_again', '3'] }],
+      });
+      for (;;) {
+        const status = await handle.query(statusQuery).catch(() => undefined);
+        if (status?.currentStage === 'waitForJob' && status.itemsSelected === 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await handle.cancel();
+      await handle.result().catch(() => undefined);
+      rmSync(f.failWhile);
+      const started = await client.rescore(workflowId);
+      expect(started?.workflowId).toBe(`${workflowId}-rescore-1`);
+      return client.result(started!.workflowId);
+    });
+
+    expect(rescored).toMatchObject({ outcome: 'scored', itemsScored: 8, itemsFailed: 0 });
+    expect(rescored.jobs?.map((job) => job.items)).toEqual([2]);
+  });
+
   test('rescore scores only failed items', async () => {
     const f = fixture(numberedFiles(12, (index) => (index % 4 === 0 ? `flaky ${index}` : `item ${index}`)));
     writeFileSync(f.failWhile, 'fail the flaky items');
@@ -120,20 +177,24 @@ describe('follow-up rounds and rescores on the local backend', () => {
         args: [batchInput(f)],
       })) as BatchSummary;
       expect(first.ledger).toMatchObject({ scored: 9, failed: 3 });
+      // A rescore while the cause remains fails the same items again; the rescore of that rescore is numbered on
+      // from the first batch.
+      const again = await client.rescore(first.workflowId);
+      expect((await client.result(again!.workflowId)).ledger).toMatchObject({ scored: 9, failed: 3 });
       rmSync(f.failWhile);
-      const started = await client.rescore(first.workflowId);
+      const started = await client.rescore(again!.workflowId);
       return { first, started, rescored: await client.result(started!.workflowId) };
     });
-    expect(started).toMatchObject({ workflowId: `${first.workflowId}-rescore-1`, failedItems: 3 });
+    expect(started).toMatchObject({ workflowId: `${first.workflowId}-rescore-2`, failedItems: 3 });
 
-    expect(rescored).toMatchObject({ outcome: 'scored', rescoreOf: first.workflowId, itemsTotal: 12, itemsScored: 12, itemsFailed: 0 });
+    expect(rescored).toMatchObject({ outcome: 'scored', rescoreOf: `${first.workflowId}-rescore-1`, itemsTotal: 12, itemsScored: 12, itemsFailed: 0 });
     expect(rescored.outputLocation).toBe(first.outputLocation);
     expect(rescored.jobs?.map((job) => job.items)).toEqual([3]);
     expect(rescored.ledger).toMatchObject({ scored: 12, failed: 0, duplicateRows: 0 });
 
     const calls = countBy(readCalls(f.callsLog).map((call) => call.path));
-    for (const [item, count] of calls) expect([item, count]).toEqual([item, Number(item.slice(6, 9)) % 4 === 0 ? 2 : 1]);
-    expect(readRows(rescored.resultsFile!)).toHaveLength(15);
+    for (const [item, count] of calls) expect([item, count]).toEqual([item, Number(item.slice(6, 9)) % 4 === 0 ? 3 : 1]);
+    expect(readRows(rescored.resultsFile!)).toHaveLength(18);
 
     const records = await ledgerRecords(rescored.ledger!.ledgerFile);
     expect(records.map((record) => record.state)).toEqual(Array(12).fill('scored'));

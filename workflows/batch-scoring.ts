@@ -231,7 +231,8 @@ class BatchRun {
     // items that the item ledger in the results folder records as failed.
     let selection: ItemSelection | undefined;
     if (rescore) {
-      selection = await this.selectFailedItems(dataset, this.input.resultsFolder!);
+      // An operator's retry may correct the results folder of a rescore, so the stage reads it from the input.
+      selection = await this.selectFailedItems(dataset, () => this.input.resultsFolder!);
       if (selection.itemCount === 0) {
         tracker.skipPendingStages();
         tracker.finish('completed', { note: `**Nothing to rescore**: batch ${rescore.workflowId} has no failed items.` });
@@ -241,10 +242,12 @@ class BatchRun {
       tracker.stageSkipped('selectItems');
     }
 
-    const jobs: JobRecord[] = [];
     let followUpsLeft = this.input.followUpRounds;
     for (;;) {
-      const { job, end } = await this.runJob(dataset, selection, followUpsLeft > 0);
+      // A failed or canceled job ends its wait, instead of failing the stage, when a later job can finish what it
+      // left, or when it was itself a job over selected items: those items then stay failed, and the batch ends
+      // with what the jobs before it scored.
+      const { job, end } = await this.runJob(dataset, selection, followUpsLeft > 0 || selection !== undefined);
       const input = this.input;
       const resultsFolder = selection ? this.pinnedResultsFolder : input.resultsFolder;
       const collected = await this.stage('collectResults', () =>
@@ -263,35 +266,41 @@ class BatchRun {
       );
       // Later rounds must merge into the folder this one used, whatever an operator's retry changes later.
       this.pinnedResultsFolder = collected.resultsFolder;
-      jobs.push({
+      this.jobs.push({
         jobName: job.jobName,
         ...(collected.round !== undefined ? { round: collected.round } : {}),
         status: end.status,
         items: selection?.itemCount ?? dataset.itemCount,
-        miniBatches: { total: end.progress.miniBatchesTotal, succeeded: end.progress.miniBatchesSucceeded, failed: end.progress.miniBatchesFailed },
+        // The wait of a job that failed or was canceled ends without the job's last progress.
+        ...(end.status === 'Completed'
+          ? { miniBatches: { total: end.progress.miniBatchesTotal, succeeded: end.progress.miniBatchesSucceeded, failed: end.progress.miniBatchesFailed } }
+          : {}),
       });
+      this.tracker.resultsCollected(collected.resultsFolder);
 
       const ledger = collected.ledger;
       if (ledger && ledger.failed > 0 && followUpsLeft > 0) {
         followUpsLeft -= 1;
-        selection = await this.selectFailedItems(dataset, collected.resultsFolder);
+        selection = await this.selectFailedItems(dataset, () => collected.resultsFolder);
         if (selection.itemCount > 0) continue;
       }
-      return this.finishScored(base, dataset, collected, jobs, end.progress);
+      return this.finishScored(base, dataset, collected, this.jobs, end.progress);
     }
   }
 
+  /** Every job of the batch so far, including jobs an operator's retry replaced. */
+  private readonly jobs: JobRecord[] = [];
   /** Results folder of the batch's first collected job; follow-up jobs merge their rows into it. */
   private pinnedResultsFolder: string | undefined;
   /** The last job submission number used; each submission gets its own job name. */
   private submission = 0;
 
-  private async selectFailedItems(dataset: DatasetRef, resultsFolder: string): Promise<ItemSelection> {
+  private async selectFailedItems(dataset: DatasetRef, resultsFolder: () => string): Promise<ItemSelection> {
     const submission = this.submission + 1;
-    this.pinnedResultsFolder = resultsFolder;
-    const selection = await this.stage('selectItems', () =>
-      selectItems({ ...this.context(), workflowId: this.workflowId, submission, dataset, kind: 'failed_items', resultsFolder }),
-    );
+    const selection = await this.stage('selectItems', () => {
+      this.pinnedResultsFolder = resultsFolder();
+      return selectItems({ ...this.context(), workflowId: this.workflowId, submission, dataset, kind: 'failed_items', resultsFolder: resultsFolder() });
+    });
     this.tracker.itemsSelected(selection.itemCount);
     return selection;
   }
@@ -309,7 +318,7 @@ class BatchRun {
     // run() left it out. Azure ML reports no per-item counts, so this is also the only count both backends share.
     // The item ledger, when the collect built one, gives each item exactly one outcome, duplicate rows collapsed.
     const { ledger } = collected;
-    const miniBatchesFailed = jobs.reduce((sum, job) => sum + job.miniBatches.failed, 0);
+    const miniBatchesFailed = jobs.reduce((sum, job) => sum + (job.miniBatches?.failed ?? 0), 0);
     const itemsScored = ledger
       ? ledger.scored
       : input.outputAction === 'append_row'
@@ -334,8 +343,8 @@ class BatchRun {
       ...(collected.resultsSha256 !== undefined ? { resultsSha256: collected.resultsSha256 } : {}),
       jobName: last.jobName,
       miniBatches: {
-        total: jobs.reduce((sum, job) => sum + job.miniBatches.total, 0),
-        succeeded: jobs.reduce((sum, job) => sum + job.miniBatches.succeeded, 0),
+        total: jobs.reduce((sum, job) => sum + (job.miniBatches?.total ?? 0), 0),
+        succeeded: jobs.reduce((sum, job) => sum + (job.miniBatches?.succeeded ?? 0), 0),
         failed: miniBatchesFailed,
       },
       ...(jobs.length > 1 || base.rescoreOf !== undefined ? { jobs } : {}),
@@ -370,7 +379,7 @@ class BatchRun {
           submission,
           dataset,
           ...(selection ? { selection } : {}),
-          settings: jobSettings(this.input),
+          settings: jobSettings(this.input, selection !== undefined),
         }),
       );
       if (undo) undo.target = job.jobName;
@@ -391,7 +400,10 @@ class BatchRun {
         this.tracker.jobObserved(waited.status, waited.progress);
         return { job, end: { status: 'Completed', progress: waited.progress } };
       } catch (error) {
-        if (error instanceof NewJobRequested) continue;
+        if (error instanceof NewJobRequested) {
+          this.jobs.push({ jobName: job.jobName, status: 'Failed', items: selection?.itemCount ?? dataset.itemCount });
+          continue;
+        }
         throw error;
       }
     }
@@ -507,12 +519,16 @@ class BatchRun {
   }
 }
 
-function jobSettings(input: ResolvedBatchInput) {
+/**
+ * The job settings of the input. A job over selected items, which failed before, scores one item per mini-batch,
+ * so an item that fails again cannot fail the items beside it or take over their failure reason.
+ */
+function jobSettings(input: ResolvedBatchInput, selected: boolean) {
   return {
     ...(input.codeDirectory !== undefined ? { codeDirectory: input.codeDirectory } : {}),
     entryScript: input.entryScript,
     programArguments: input.programArguments,
-    miniBatchSize: input.miniBatchSize,
+    miniBatchSize: selected ? 1 : input.miniBatchSize,
     ...(input.processCount !== undefined ? { processCount: input.processCount } : {}),
     runInvocationTimeout: input.runInvocationTimeout,
     maxRetries: input.maxRetries,

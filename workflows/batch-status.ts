@@ -124,6 +124,10 @@ export class BatchTracker {
     this.status.itemsSelected = itemCount;
   }
 
+  resultsCollected(resultsFolder: string): void {
+    this.status.resultsFolder = resultsFolder;
+  }
+
   jobSubmitted(jobName: string): void {
     this.status.jobName = jobName;
     delete this.status.job;

@@ -53,7 +53,7 @@ const STAGE_RETRY_FIELDS: Record<StageName, readonly string[]> = {
   checkVaultAccess: ['secretNames', 'azure.keyVaultUrl', 'azure.datastore.secretName'],
   ensureDatastore: ['inputFolder', 'azure.datastore'],
   registerDataset: ['programArguments', 'runInvocationTimeout', 'miniBatchSize'],
-  selectItems: [],
+  selectItems: ['resultsFolder'],
   submitScoringJob: JOB_FIELDS,
   waitForJob: JOB_FIELDS,
   collectResults: ['resultsFolder'],

@@ -48,7 +48,7 @@ export interface BatchSummary {
   dataset?: { name: string; version: string; manifestSha256: string };
   /** The last job's name. */
   jobName?: string;
-  /** Mini-batches over every job of the batch. */
+  /** Mini-batches over every completed job of the batch. */
   miniBatches?: { total: number; succeeded: number; failed: number };
   /** Every job, in order, when there was more than one or the batch is a rescore. */
   jobs?: JobRecord[];
@@ -66,7 +66,8 @@ export interface JobRecord {
   status: 'Completed' | 'Failed' | 'Canceled';
   /** Items the job was given. */
   items: number;
-  miniBatches: { total: number; succeeded: number; failed: number };
+  /** Set for a completed job; the wait of a failed or canceled job ends without its counts. */
+  miniBatches?: { total: number; succeeded: number; failed: number };
 }
 
 /** State of the batch; `compensating` while it undoes what it created after a final failure or cancellation. */
@@ -124,6 +125,8 @@ export interface BatchStatus {
   itemsTotal?: number;
   /** Items of the current follow-up or rescore job, which scores only the items left failed. */
   itemsSelected?: number;
+  /** The results folder, once the first job's rows were collected; a rescore merges into it. */
+  resultsFolder?: string;
   jobName?: string;
   dataset?: { name: string; version: string; created: boolean };
   datastore?: { name: string; created: boolean };

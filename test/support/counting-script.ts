@@ -13,6 +13,7 @@ import { readLedger, type LedgerRecord } from '../../activities/ledger/ledger-fo
  *   - `flaky`: a row with an `error` while the file `--fail_while` exists, else a clean row;
  *   - `corrupt`: always a row with an `error`;
  *   - `raise`: run() raises, which fails the item's whole mini-batch.
+ * With `--slow_again S`, an item given to run() before waits S more seconds, so a follow-up job runs slowly.
  */
 export const COUNTING_SCRIPT = `
 import json, os, sys, time
@@ -21,19 +22,21 @@ def _arg(name, default=None):
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
 def init():
-    global CALLS, ROOT, DELAY, FAIL_WHILE
+    global CALLS, ROOT, DELAY, FAIL_WHILE, SLOW_AGAIN
     CALLS = _arg("--calls_log")
     ROOT = _arg("--input_root")
     DELAY = float(_arg("--delay", "0"))
     FAIL_WHILE = _arg("--fail_while", "")
+    SLOW_AGAIN = float(_arg("--slow_again", "0"))
 
 def run(mini_batch):
     rows = []
     for file_path in mini_batch:
         relative = os.path.relpath(file_path, ROOT).replace(os.sep, "/")
+        seen_before = os.path.exists(CALLS) and json.dumps(relative) in open(CALLS).read()
         with open(CALLS, "a") as log:
             log.write(json.dumps({"path": relative, "pid": os.getpid()}) + "\\n")
-        time.sleep(DELAY)
+        time.sleep(DELAY + (SLOW_AGAIN if seen_before else 0))
         with open(file_path, "rb") as handle:
             data = handle.read()
         if data.startswith(b"raise"):

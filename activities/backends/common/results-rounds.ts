@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { open, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
@@ -19,6 +20,8 @@ import type { ResultsRound } from '../../types';
 import { pathExists, publishRows, readTextIfExists, rowReportsError, sha256OfFile } from './files';
 
 export const RESULTS_ROUNDS_FILE = 'results-rounds.json';
+/** Held while a job's rows are merged, so two batches never append to one results file at once. */
+export const RESULTS_LOCK_FILE = 'results-rounds.lock';
 
 interface RoundsDocument {
   /** File name of the results file in the folder; null with summary_only. */
@@ -55,6 +58,47 @@ export async function readResultsRounds(resultsFolder: string): Promise<ResultsR
  * append. A job already recorded returns the recorded rounds unchanged.
  */
 export async function mergeRound(resultsFolder: string, resultsFile: string | undefined, job: RoundContribution): Promise<MergedResults> {
+  const lock = await acquireMergeLock(resultsFolder, job.jobName);
+  try {
+    return await mergeRoundLocked(resultsFolder, resultsFile, job);
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
+/**
+ * Takes the results folder's merge lock for `jobName`. A lock the same job left behind (its collect crashed and is
+ * being retried) is taken over; a lock of another job fails with a retryable error, so this collect waits its turn.
+ */
+async function acquireMergeLock(resultsFolder: string, jobName: string): Promise<string> {
+  const lock = path.join(resultsFolder, RESULTS_LOCK_FILE);
+  const owner = `${JSON.stringify({ jobName, pid: process.pid, host: os.hostname(), since: new Date().toISOString() })}\n`;
+  try {
+    await writeFile(lock, owner, { flag: 'wx' });
+    return lock;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const text = (await readTextIfExists(lock)) ?? '';
+  let holder: { jobName?: unknown; since?: unknown } = {};
+  try {
+    holder = JSON.parse(text) as typeof holder;
+  } catch {
+    // An unreadable lock belongs to nobody we know; it is reported below.
+  }
+  if (holder.jobName === jobName) {
+    await writeFile(lock, owner);
+    return lock;
+  }
+  throw new StageError(
+    'Transient',
+    `results folder ${resultsFolder} is being merged by job ${String(holder.jobName ?? '(unknown)')} since ${String(holder.since ?? '(unknown)')}; ` +
+      `this collect tries again. If no batch is collecting into this folder, delete ${lock}`,
+    { resultsFolder },
+  );
+}
+
+async function mergeRoundLocked(resultsFolder: string, resultsFile: string | undefined, job: RoundContribution): Promise<MergedResults> {
   const fileName = resultsFile === undefined ? null : path.basename(resultsFile);
   const document = (await readRoundsDocument(resultsFolder)) ?? { resultsFile: fileName, rounds: [] };
   if (document.resultsFile !== fileName) {

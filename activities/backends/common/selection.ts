@@ -28,7 +28,19 @@ export async function writeFailedItemsManifest(
   const folder = path.join(input.resultsFolder, 'selections');
   await mkdir(folder, { recursive: true });
   const destination = path.join(folder, `${jobName}.jsonl`);
-  const written = await writeRescoreManifest({ ledgerPath: ledgerFile, manifestPath: manifestFile, destination });
+  let written: Awaited<ReturnType<typeof writeRescoreManifest>>;
+  try {
+    written = await writeRescoreManifest({ ledgerPath: ledgerFile, manifestPath: manifestFile, destination });
+  } catch (error) {
+    // The ledger and the manifest disagree: the results folder belongs to another dataset or was edited.
+    if (error instanceof StageError || !(error instanceof Error) || 'code' in error) throw error;
+    throw new StageError(
+      'InvalidInput',
+      `the item ledger in ${input.resultsFolder} does not match dataset ${input.dataset.datasetName}:${input.dataset.version} ` +
+        `(${error.message}); give the resultsFolder of the batch that scored this dataset`,
+      { resultsFolder: input.resultsFolder },
+    );
+  }
   return {
     kind: input.kind,
     manifestFile: destination,
