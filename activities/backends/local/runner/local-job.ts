@@ -9,6 +9,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { compiledModulePath } from '../../../../common/project-paths';
+import { runnerChildEnvironment } from './child-environment';
 import {
   createFileOnce,
   errorCode,
@@ -69,13 +70,18 @@ export async function startLocalJob(jobFolder: string, spec: LocalJobSpec): Prom
   return { resumed: !created };
 }
 
-/** Starts a detached job driver whose stdout and stderr go to logs/driver.stdout.log. */
+/**
+ * Starts a detached job driver whose stdout and stderr go to logs/driver.stdout.log. The driver reads no
+ * environment variable itself, and it gets none of the worker's credentials or settings, because its Python
+ * processes inherit its environment.
+ */
 async function spawnDriver(paths: JobPaths): Promise<void> {
   const driverScript = compiledModulePath(DRIVER_MODULE);
   const outputFd = openSync(paths.driverStdout, 'a');
   try {
     const driver = spawn(process.execPath, [driverScript, paths.folder], {
       cwd: paths.folder,
+      env: runnerChildEnvironment(process.env),
       detached: true,
       stdio: ['ignore', outputFd, outputFd],
     });

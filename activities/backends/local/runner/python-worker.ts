@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { runnerChildEnvironment } from './child-environment';
 import type { LocalJobSpec } from './job-spec';
 import type { MiniBatch } from './manifest-reader';
 import type { MiniBatchFailure } from './result-store';
@@ -107,7 +108,8 @@ export class PythonWorker {
         ['-u', this.options.shimPath, '--entry-script', spec.entryScript, '--output-action', spec.outputAction, '--', ...programArguments],
         {
           cwd: spec.codeDirectory,
-          env: { ...process.env, ...spec.environment, AZUREML_BI_OUTPUT_PATH: this.options.outputsFolder },
+          // The driver's environment without credentials and worker settings, plus the job's own variables.
+          env: { ...runnerChildEnvironment(process.env), ...spec.environment, AZUREML_BI_OUTPUT_PATH: this.options.outputsFolder },
           stdio: ['pipe', logFd, logFd, 'pipe'],
           detached: true,
         },
