@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../common/config';
+import { projectRoot } from '../common/project-paths';
 import { BACKENDS, OUTPUT_ACTIONS, InvalidBatchInputError, validateBatchInput, type BatchScoringInput } from '../workflows/input';
 import {
   BatchClient,
@@ -16,18 +17,36 @@ import {
 import type { LedgerCounts } from '../activities/ledger/build-ledger';
 import { failureReasonLabel, readLedger } from '../activities/ledger/ledger-format';
 import type { BatchSummary } from '../workflows/summary';
-import { exportRows, type ExportFormat } from './export-rows';
+import { exportLedgerRows, exportRows, type ExportFormat } from './export-rows';
 import { writeBatchReport } from './report-html';
 import { renderProgressLine } from './progress';
 
 /** Exit codes: 1 for a failed batch or command, 2 for bad usage or input, 3 when Temporal is unreachable. */
+const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_UNREACHABLE = 3;
 
+// A closed standard output, as in `amlbatch results <id> | head -1`, ends the command quietly, because nothing more
+// can be delivered. Node.js reports it as an EPIPE 'error' event on the stream, which would otherwise crash the
+// command with a stack trace. The exit code is the one set so far: 0 unless the command had already failed.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit();
+  console.error(`amlbatch: writing to standard output failed: ${error.message}`);
+  process.exit(EXIT_FAILED);
+});
+// A failed write to standard error, such as to a closed pipe (`amlbatch … 2>&1 | head -1`), loses the remaining
+// messages but not the exit code, so the command goes on. Node.js emits the error once, and later writes to the
+// destroyed stream fail without an event.
+process.stderr.on('error', () => undefined);
+
 const program = new Command('amlbatch')
   .description('Score folders of files with a Python entry script as durable Temporal batches')
-  .showHelpAfterError();
+  .version(packageVersion(), '-V, --version', 'print the amlbatch version')
+  .showHelpAfterError()
+  // Commander exits with code 1 after a usage error. This makes it throw a CommanderError instead, which the
+  // handler at the end of this file turns into code 2. Commands created below inherit the setting.
+  .exitOverride();
 
 program
   .command('score')
@@ -155,7 +174,9 @@ program
         console.log(`Batch ${workflowId} has no failed items; nothing to rescore`);
         return;
       }
-      console.log(`Started rescore ${started.workflowId} of ${started.failedItems} failed items of batch ${workflowId}`);
+      // The count is the batch's when it ended; a later rescore may have scored some of those items since.
+      const count = started.failedItems === undefined ? '' : `, whose ledger listed ${started.failedItems} failed items when it ended`;
+      console.log(`Started rescore ${started.workflowId} of batch ${workflowId}${count}`);
       console.log(`Temporal UI: ${started.uiLink}`);
       if (!options.wait) return;
       await showProgressUntilDone(client, started.workflowId);
@@ -165,33 +186,25 @@ program
 
 program
   .command('results')
-  .description("print a finished batch's rows, or export them to a file")
+  .description("print a finished batch's rows, one per item, or export them to a file")
   .argument('<workflow-id>')
   .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
   .option('--output <file>', 'write to this file instead of standard output (an existing file is kept unless --force)')
   .option('--force', 'overwrite --output if it exists')
+  .option(
+    '--raw',
+    'export the results file as it is: every row each job appended, so an item scored again by a follow-up round or a ' +
+      'rescore has several rows, and rows of unknown files are included',
+  )
   .option('--summary', 'print the batch summary instead of the rows')
-  .action(async (workflowId: string, options: { format: ExportFormat; output?: string; force?: boolean; summary?: boolean }) => {
+  .action(async (workflowId: string, options: ResultsOptions) => {
     await withClient(async (client) => {
       const summary = await client.result(workflowId);
       if (options.summary) {
         console.log(JSON.stringify(summary, null, 2));
         return;
       }
-      if (!summary.resultsFile) {
-        throw new UsageError(
-          summary.outcome === 'nothing_to_score'
-            ? `batch ${workflowId} had nothing to score, so it has no rows`
-            : `batch ${workflowId} ran with outputAction summary_only, so it has no rows; see --summary`,
-        );
-      }
-      if (!existsSync(summary.resultsFile)) {
-        throw new UsageError(
-          `results file ${summary.resultsFile} is not on this machine; run the command where the worker runs or copy the file`,
-        );
-      }
-      const count = await exportRows(summary.resultsFile, options.format, options.output, options.force ?? false);
-      if (options.output) console.error(`Wrote ${count} rows to ${options.output}`);
+      await exportResults(workflowId, summary, options);
     });
   });
 
@@ -200,6 +213,11 @@ program
   .description("list every failed item of a finished batch, with its reason, from the batch's item ledger")
   .argument('<workflow-id>')
   .option('--json', 'print one JSON record per failed item')
+  .addHelpText(
+    'after',
+    '\nWithout --json, each failed item is one tab-separated line: path, reason, message. Backslashes and control ' +
+      'characters such as line breaks and tabs are escaped in JSON notation (\\\\, \\n, \\t, \\u001b).',
+  )
   .action(async (workflowId: string, options: { json?: boolean }) => {
     await withClient(async (client) => {
       const ledgerFile = requireLedger(workflowId, await client.result(workflowId));
@@ -207,8 +225,12 @@ program
       for await (const record of readLedger(ledgerFile)) {
         if (record.state !== 'failed') continue;
         failed += 1;
-        if (options.json) console.log(JSON.stringify({ path: record.path, reason: record.reason }));
-        else console.log(`${record.path}\t${record.reason ? failureReasonLabel(record.reason) : 'no_result'}\t${record.reason?.message ?? ''}`);
+        if (options.json) {
+          console.log(JSON.stringify({ path: record.path, reason: record.reason }));
+          continue;
+        }
+        const reason = record.reason ? failureReasonLabel(record.reason) : 'no_result';
+        console.log([record.path, reason, record.reason?.message ?? ''].map(escapeControlCharacters).join('\t'));
       }
       if (!options.json) console.error(`${failed} failed items`);
     });
@@ -243,7 +265,7 @@ program
         return;
       }
       for (const entry of entries) {
-        console.log(`${entry.workflowId}\t${entry.status}\t${entry.startTime.toISOString()}`);
+        console.log(`${escapeControlCharacters(entry.workflowId)}\t${entry.status}\t${entry.startTime.toISOString()}`);
       }
     });
   });
@@ -269,8 +291,56 @@ interface ScoreOptions {
   followUpRounds?: number;
 }
 
+interface ResultsOptions {
+  format: ExportFormat;
+  output?: string;
+  force?: boolean;
+  raw?: boolean;
+  summary?: boolean;
+}
+
 /** Thrown for mistakes the user can fix in the command line or input file; exits with code 2. */
 class UsageError extends Error {}
+
+/**
+ * Exports a finished batch's rows: one per item from its item ledger, or the results file as it is with `--raw` or
+ * when the batch has no ledger on this machine.
+ */
+async function exportResults(workflowId: string, summary: BatchSummary, options: ResultsOptions): Promise<void> {
+  if (!summary.resultsFile) {
+    throw new UsageError(
+      summary.outcome === 'nothing_to_score'
+        ? `batch ${workflowId} had nothing to score, so it has no rows`
+        : `batch ${workflowId} ran with outputAction summary_only, so it has no rows; print its summary with amlbatch results ${workflowId} --summary`,
+    );
+  }
+  const overwrite = options.force ?? false;
+  const ledgerFile = summary.ledger?.ledgerFile;
+
+  if (!options.raw && ledgerFile && existsSync(ledgerFile)) {
+    const { rows, itemsWithoutRow } = await exportLedgerRows(ledgerFile, options.format, options.output, overwrite);
+    if (options.output) console.error(`Wrote ${rows} rows, one per item, to ${options.output}`);
+    if (itemsWithoutRow > 0) {
+      const items = itemsWithoutRow === 1 ? '1 failed item has' : `${itemsWithoutRow} failed items have`;
+      console.error(`${items} no row; amlbatch failures ${workflowId} lists them`);
+    }
+    return;
+  }
+
+  if (!existsSync(summary.resultsFile)) {
+    throw new UsageError(
+      `results file ${summary.resultsFile} is not on this machine; run the command where the worker runs or copy the file`,
+    );
+  }
+  if (!options.raw && ledgerFile) {
+    console.error(
+      `amlbatch: ledger ${ledgerFile} is not on this machine, so the rows come from the results file as it is, ` +
+        'where an item scored again has several rows; copy the ledger beside it for one row per item',
+    );
+  }
+  const count = await exportRows(summary.resultsFile, options.format, options.output, overwrite);
+  if (options.output) console.error(`Wrote ${count} rows to ${options.output}`);
+}
 
 /** Returns the ledger file of a finished batch, or a usage error saying why the batch has none here. */
 function requireLedger(workflowId: string, summary: BatchSummary): string {
@@ -457,6 +527,24 @@ function exitCodeFor(error: unknown): number {
   return EXIT_FAILED;
 }
 
+/** Characters escaped in tab-separated output: backslash, control characters (C0, DEL, C1), U+2028 and U+2029. */
+const ESCAPED_CHARACTERS = /[\\\p{Cc}\u2028\u2029]/gu;
+const SHORT_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
+
+/**
+ * Escapes backslashes and control characters in JSON notation (`\\`, `\n`, `\t`, `\u001b`), so a value with a line break
+ * or tab stays inside its field of a tab-separated line, and escape sequences cannot reach the terminal.
+ */
+function escapeControlCharacters(text: string): string {
+  return text.replace(ESCAPED_CHARACTERS, (char) => SHORT_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Reads the version from the project's package.json, which the installed CLI runs from. */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -518,6 +606,11 @@ function threshold(value: string): number {
 }
 
 program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof CommanderError) {
+    // Commander has printed the help, the version or the usage error. Its exit code is 0 for help and version.
+    process.exitCode = error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    return;
+  }
   console.error(`amlbatch: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = exitCodeFor(error);
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { freePort } from '../common/dev-server';
-import { compiledModulePath } from '../common/project-paths';
+import { compiledModulePath, projectRoot } from '../common/project-paths';
 import { SAMPLE_FOLDER, createLocalHarness, readRows } from './support/local-batch';
 import { connectToSharedDevServer } from './support/temporal-env';
 
@@ -149,6 +149,42 @@ describe('amlbatch CLI', () => {
     const rescore = await runCli(['rescore', workflowId]);
     expect(rescore.code).toBe(0);
     expect(rescore.stdout).toContain(`Batch ${workflowId} has no failed items; nothing to rescore`);
+  });
+
+  test.each([
+    [['score', '.', '--follow-up-rounds', '-1'], `option '--follow-up-rounds <n>' argument '-1' is invalid. expected a whole number of 0 or more`],
+    [['score', '.', '--follow-up-rounds', 'abc'], `option '--follow-up-rounds <n>' argument 'abc' is invalid`],
+    [['score', '.', '--follow-up-rounds', '2.5'], `option '--follow-up-rounds <n>' argument '2.5' is invalid`],
+    [['score', '.', '--mini-batch-size', '0'], `option '--mini-batch-size <n>' argument '0' is invalid. expected a whole number of 1 or more`],
+    [['rescore', 'any-id', '--follow-up-rounds', '-1'], `option '--follow-up-rounds <n>' argument '-1' is invalid`],
+    [['retry', 'any-id', '--set', 'no-equals-sign'], `option '--set <field=value>' argument 'no-equals-sign' is invalid`],
+    [['results', 'any-id', '--format', 'xml'], `option '--format <format>' argument 'xml' is invalid. Allowed choices are jsonl, csv.`],
+    [['score', '.', '--no-such-flag'], `unknown option '--no-such-flag'`],
+    [['results'], `missing required argument 'workflow-id'`],
+    [['no-such-command'], `unknown command 'no-such-command'`],
+    [[], 'Usage: amlbatch [options] [command]'],
+  ])('usage error %j exits 2', async (args, message) => {
+    const result = await runCli(args);
+
+    expect(result.stderr).toContain(message);
+    expect(result.stderr).not.toContain('    at ');
+    expect(result.code).toBe(2);
+  });
+
+  test.each([[['--help']], [['score', '--help']], [['help', 'results']], [['--version']], [['-V']]])('%j exits 0', async (args) => {
+    const result = await runCli(args);
+
+    expect(result.stderr).toBe('');
+    expect(result.stdout).not.toBe('');
+    expect(result.code).toBe(0);
+  });
+
+  test('--version prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
+
+    const result = await runCli(['--version']);
+
+    expect(result.stdout).toBe(`${version}\n`);
   });
 
   test('rescore of an unknown batch is a usage error', async () => {

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildLedger } from '../../activities/ledger/build-ledger';
 import { CsvParser, readCsvFile } from '../../client/csv';
-import { exportRows } from '../../client/export-rows';
+import { exportLedgerRows, exportRows } from '../../client/export-rows';
 
 let folder: string;
 
@@ -85,6 +86,98 @@ describe('CSV export round trip', () => {
 
     // RFC 4180 reads an empty line as a record with one empty field.
     expect(await readAll(csvPath)).toEqual([['label'], [''], ['x']]);
+  });
+});
+
+function writeJsonLines(name: string, values: readonly unknown[]): string {
+  const file = path.join(folder, name);
+  writeFileSync(file, values.map((value) => `${JSON.stringify(value)}\n`).join(''));
+  return file;
+}
+
+/** Builds the item ledger of `paths` (in manifest order) from results rows appended in rounds, as a batch does. */
+async function ledgerOf(paths: readonly string[], rounds: readonly (readonly unknown[])[]): Promise<{ ledgerPath: string; resultsPath: string }> {
+  const manifestPath = writeJsonLines('manifest.jsonl', paths.map((itemPath) => ({ path: itemPath, size: 10 })));
+  const resultsPath = writeJsonLines('results.jsonl', rounds.flat());
+  const resultsRoundStarts: number[] = [];
+  let line = 1;
+  for (const round of rounds.slice(0, -1)) {
+    line += round.length;
+    resultsRoundStarts.push(line);
+  }
+  const ledgerPath = path.join(folder, 'ledger.jsonl');
+  await buildLedger({ manifestPath, resultsPath, resultsRoundStarts, ledgerPath, temporaryFolder: folder });
+  return { ledgerPath, resultsPath };
+}
+
+describe('export from the item ledger', () => {
+  // c.png reports an error in round 1 and is scored in round 2, so the results file contains two rows for it.
+  const ITEMS = ['c.png', 'a.png', 'b.png', 'd.png'];
+  const ROUND_1 = [
+    { path: 'a.png', label: 'cat, "tabby"', error: null },
+    { path: 'c.png', label: null, error: 'OSError: cannot read\nc.png' },
+    { path: 'b.png', label: null, error: 'OSError: truncated' },
+  ];
+  const ROUND_2 = [
+    { path: 'c.png', label: 'dog', error: null },
+    { path: 'b.png', label: null, error: 'OSError: still truncated' },
+  ];
+
+  test('replaced row exported once per item', async () => {
+    const { ledgerPath } = await ledgerOf(ITEMS, [ROUND_1, ROUND_2]);
+    const csvPath = path.join(folder, 'rows.csv');
+
+    const counts = await exportLedgerRows(ledgerPath, 'csv', csvPath, false);
+
+    // One row per item that has one, in manifest order. d.png has no row, so it is counted instead.
+    expect(counts).toEqual({ rows: 3, itemsWithoutRow: 1 });
+    expect(await readAll(csvPath)).toEqual([
+      ['path', 'label', 'error'],
+      ['c.png', 'dog', ''],
+      ['a.png', 'cat, "tabby"', ''],
+      ['b.png', '', 'OSError: still truncated'],
+    ]);
+  });
+
+  test('JSON Lines export contains ledger rows', async () => {
+    const { ledgerPath, resultsPath } = await ledgerOf(ITEMS, [ROUND_1, ROUND_2]);
+    const jsonlPath = path.join(folder, 'rows.jsonl');
+
+    const counts = await exportLedgerRows(ledgerPath, 'jsonl', jsonlPath, false);
+
+    expect(counts).toEqual({ rows: 3, itemsWithoutRow: 1 });
+    const lines = readFileSync(jsonlPath, 'utf8').split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual([ROUND_2[0], ROUND_1[0], ROUND_2[1]]);
+    // The raw export still has every row of both rounds.
+    expect(await exportRows(resultsPath, 'jsonl', path.join(folder, 'raw.jsonl'), false)).toBe(5);
+  });
+
+  test('hard labels survive ledger export and import', async () => {
+    const rows = HARD_LABELS.map((label, index) => ({ path: `images/${index}, "x".png`, label, confidence: index / 10 }));
+    const { ledgerPath } = await ledgerOf(
+      rows.map((row) => row.path),
+      [rows],
+    );
+    const csvPath = path.join(folder, 'rows.csv');
+
+    await exportLedgerRows(ledgerPath, 'csv', csvPath, false);
+
+    const [header, ...records] = await readAll(csvPath);
+    expect(header).toEqual(['path', 'label', 'confidence']);
+    expect(records).toEqual(rows.map((row) => [row.path, row.label, String(row.confidence)]));
+  });
+
+  test('existing output kept without overwrite', async () => {
+    const { ledgerPath } = await ledgerOf(ITEMS, [ROUND_1, ROUND_2]);
+    const csvPath = path.join(folder, 'rows.csv');
+    writeFileSync(csvPath, 'keep me\n');
+
+    await expect(exportLedgerRows(ledgerPath, 'csv', csvPath, false)).rejects.toThrow(`${csvPath} already exists; choose another --output or add --force`);
+    expect(readFileSync(csvPath, 'utf8')).toBe('keep me\n');
+
+    await exportLedgerRows(ledgerPath, 'csv', csvPath, true);
+    expect(readFileSync(csvPath, 'utf8').split('\n')[0]).toBe('path,label,error');
   });
 });
 
