@@ -221,7 +221,7 @@ describe('follow-up rounds and rescores on the local backend', () => {
       );
       return { first, failure };
     });
-    expect(failure).toContain('changed since batch');
+    expect(failure).toContain('the folder changed since');
     expect(failure).toContain(first.dataset!.version);
   });
 

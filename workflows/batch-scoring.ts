@@ -211,9 +211,9 @@ class BatchRun {
     if (rescore && dataset.version !== rescore.datasetVersion) {
       const failure: StageFailure = {
         message:
-          `input folder ${this.input.inputFolder} changed since batch ${rescore.workflowId} scored it: its dataset version is now ` +
-          `${dataset.version}, not ${rescore.datasetVersion}. A rescore only scores the items of the version the batch scored; ` +
-          'restore the folder, or start a new batch for the changed folder',
+          `input folder ${this.input.inputFolder} now gives dataset version ${dataset.version}, not ${rescore.datasetVersion}, ` +
+          `which batch ${rescore.workflowId} scored: the folder changed since, or it is another folder. A rescore only ` +
+          'scores the items of the version the batch scored; restore the folder, or start a new batch for the changed folder',
         type: 'DatasetChanged',
         fixable: false,
       };

@@ -92,10 +92,14 @@ async function acquireMergeLock(resultsFolder: string, jobName: string): Promise
   }
   throw new StageError(
     'Transient',
-    `results folder ${resultsFolder} is being merged by job ${String(holder.jobName ?? '(unknown)')} since ${String(holder.since ?? '(unknown)')}; ` +
+    `results folder ${resultsFolder} is being merged by job ${describeLockField(holder.jobName)} since ${describeLockField(holder.since)}; ` +
       `this collect tries again. If no batch is collecting into this folder, delete ${lock}`,
     { resultsFolder },
   );
+}
+
+function describeLockField(value: unknown): string {
+  return typeof value === 'string' ? value : '(unknown)';
 }
 
 async function mergeRoundLocked(resultsFolder: string, resultsFile: string | undefined, job: RoundContribution): Promise<MergedResults> {

@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { log } from '@temporalio/activity';
 import { defaultPythonExecutable, projectRoot } from '../../../common/project-paths';
 import type {
   CancelJobInput,
@@ -229,6 +230,7 @@ export class LocalBackend implements ScoringBackend {
       if (this.isCrashed(status) && !(await isLocalJobDriverAlive(jobFolder))) {
         // The driver died with the machine or was killed; a new one resumes from its journal without redoing work.
         const spec = JSON.parse(await readFile(path.join(jobFolder, 'job.json'), 'utf8')) as LocalJobSpec;
+        log.warn('Local job driver restarted', { jobName: input.jobName, lastStatusAt: status.updatedAt, jobFolder });
         await startLocalJob(jobFolder, spec);
       }
 
