@@ -14,7 +14,6 @@
  * Memory contains one partition (about 2 MiB of input, see choosePartitionCount) plus fixed buffers. Manifest order is
  * kept without sorting, so an unsorted manifest, such as an Azure blob listing, needs nothing extra.
  */
-import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -24,6 +23,7 @@ import { PathSelector } from './glob';
 import type { FailureKind, LedgerReason } from './ledger-format';
 import { FAILURE_KINDS, failureReasonLabel } from './ledger-format';
 import {
+  HashingLineWriter,
   LineCursor,
   MAX_PARTITIONS,
   PartitionedWriter,
@@ -466,20 +466,8 @@ class LedgerBuild {
     const cursors = Array.from({ length: this.partitions }, (_, partition) =>
       LineCursor.open(partitionFile(this.folder, 'ledger', partition), MERGE_READ_CHUNK_BYTES),
     );
-    const hash = createHash('sha256');
-    const out = await open(destination, 'wx');
-    let pending: string[] = [];
-    let pendingChars = 0;
+    const out = await HashingLineWriter.create(destination);
     let written = 0;
-
-    const flush = async (): Promise<void> => {
-      const text = pending.join('');
-      pending = [];
-      pendingChars = 0;
-      hash.update(text);
-      await out.write(text);
-    };
-
     try {
       for await (const sequenceChunk of readSequence(this.sequenceFile)) {
         this.options.signal?.throwIfAborted();
@@ -487,20 +475,16 @@ class LedgerBuild {
           const cursor = cursors[partition];
           const line = cursor.takeBuffered() ?? (await cursor.next());
           if (line === undefined) throw new Error(`ledger partition ${partition} ended before the manifest did; this is a bug in buildLedger`);
-          pending.push(line, '\n');
-          pendingChars += line.length + 1;
+          await out.writeLine(line);
           written += 1;
-          if (pendingChars >= WRITE_CHUNK_CHARS) await flush();
         }
         this.options.onProgress?.({ phase: 'write', done: written });
       }
-      await flush();
-      await out.sync();
+      return await out.finish();
     } finally {
       await out.close();
       await Promise.all(cursors.map((cursor) => cursor.close()));
     }
-    return hash.digest('hex');
   }
 
   private selectionOf(relativePath: string): string {

@@ -3,9 +3,9 @@
  * files, and creating a result file only once it is complete.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { link, open, unlink } from 'node:fs/promises';
+import { link, open, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { pathExists, sha256OfFile } from '../backends/common/files';
 
@@ -164,6 +164,52 @@ export class PartitionedWriter {
     let written = 0;
     while (written < length) written += writeSync(this.descriptors[partition], this.buffers[partition], written, length - written);
     this.lengths[partition] = 0;
+  }
+}
+
+/** Characters of text collected before `HashingLineWriter` writes them in one call. */
+const HASHING_WRITER_CHUNK_CHARS = 1 << 20;
+
+/**
+ * Writes lines to a new file in chunks of about 1 MiB of text and hashes what it writes, so a streamed output gets
+ * its SHA-256 without being read again. `finish` writes the rest, syncs the file and returns the hash; `close`
+ * releases the file and is safe after `finish`.
+ */
+export class HashingLineWriter {
+  private pending: string[] = [];
+  private pendingChars = 0;
+  private readonly hash = createHash('sha256');
+
+  private constructor(private readonly handle: FileHandle) {}
+
+  /** Creates `file`, which must not exist. */
+  static async create(file: string): Promise<HashingLineWriter> {
+    return new HashingLineWriter(await open(file, 'wx'));
+  }
+
+  /** Appends `line` and a line feed. */
+  async writeLine(line: string): Promise<void> {
+    this.pending.push(line, '\n');
+    this.pendingChars += line.length + 1;
+    if (this.pendingChars >= HASHING_WRITER_CHUNK_CHARS) await this.flush();
+  }
+
+  async finish(): Promise<string> {
+    await this.flush();
+    await this.handle.sync();
+    return this.hash.digest('hex');
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+
+  private async flush(): Promise<void> {
+    const text = this.pending.join('');
+    this.pending = [];
+    this.pendingChars = 0;
+    this.hash.update(text);
+    await this.handle.write(text);
   }
 }
 

@@ -4,10 +4,9 @@
  * item (excluded ones included), so the two files are read side by side, one line of each at a time, and neither
  * is held in memory.
  */
-import { createHash } from 'node:crypto';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { parseLedgerLine } from './ledger-format';
-import { LineCursor, publishOrReuseFile, readLineBatches, temporaryNameFor } from './line-files';
+import { HashingLineWriter, LineCursor, publishOrReuseFile, readLineBatches, temporaryNameFor } from './line-files';
 import { readManifestEntry } from './manifest-lines';
 
 export interface RescoreManifestOptions {
@@ -32,9 +31,6 @@ export interface RescoreManifest {
   sha256: string;
 }
 
-/** Characters of manifest text written at a time. */
-const WRITE_CHUNK_CHARS = 1 << 20;
-
 /**
  * Writes the manifest lines of the items whose ledger state is `failed` to `destination`, each line exactly as the
  * input manifest spells it, in manifest order. The file is written under a temporary name next to `destination`
@@ -57,21 +53,10 @@ export async function writeRescoreManifest(options: RescoreManifestOptions): Pro
 async function writeFailedItems(options: RescoreManifestOptions, draft: string): Promise<RescoreManifest> {
   const { ledgerPath, manifestPath, signal } = options;
   const ledger = LineCursor.open(ledgerPath);
-  const out = await open(draft, 'wx');
-  const hash = createHash('sha256');
-  let pending: string[] = [];
-  let pendingChars = 0;
+  const out = await HashingLineWriter.create(draft);
   let ledgerLineNumber = 0;
   let itemCount = 0;
   let totalBytes = 0;
-
-  const flush = async (): Promise<void> => {
-    const text = pending.join('');
-    pending = [];
-    pendingChars = 0;
-    hash.update(text);
-    await out.write(text);
-  };
 
   // Returns the next non-empty ledger line with its line number, or undefined at the end of the ledger.
   const nextLedgerLine = async (): Promise<{ line: string; lineNumber: number } | undefined> => {
@@ -110,11 +95,9 @@ async function writeFailedItems(options: RescoreManifestOptions, draft: string):
         }
         if (record.state !== 'failed') continue;
 
-        pending.push(line, '\n');
-        pendingChars += line.length + 1;
+        await out.writeLine(line);
         itemCount += 1;
         totalBytes += entry.size;
-        if (pendingChars >= WRITE_CHUNK_CHARS) await flush();
       }
     }
 
@@ -126,11 +109,9 @@ async function writeFailedItems(options: RescoreManifestOptions, draft: string):
           `${manifestPath}; the ledger was not built from this manifest, so pass the manifest it was built from or build the ledger again`,
       );
     }
-    await flush();
-    await out.sync();
+    return { itemCount, totalBytes, sha256: await out.finish() };
   } finally {
     await out.close();
     await ledger.close();
   }
-  return { itemCount, totalBytes, sha256: hash.digest('hex') };
 }

@@ -132,8 +132,9 @@ async function mergeRoundLocked(resultsFolder: string, resultsFile: string | und
     ...(job.noResultReason !== undefined ? { noResultReason: job.noResultReason } : {}),
   };
 
+  let counts: RoundCounts | undefined;
   if (resultsFile !== undefined) {
-    const counts = previous === undefined ? await publishFirstRound(resultsFile, job.rows) : await appendRound(resultsFile, previous.endBytes, job.rows);
+    counts = previous === undefined ? await publishFirstRound(resultsFile, job.rows) : await appendRound(resultsFile, previous.endBytes, job.rows);
     round.rows = counts.rows;
     round.failedRows = counts.failedRows;
     round.endBytes = counts.endBytes;
@@ -143,10 +144,18 @@ async function mergeRoundLocked(resultsFolder: string, resultsFile: string | und
 
   document.rounds.push(round);
   await writeRoundsDocument(resultsFolder, document);
-  return totals(document.rounds, resultsFile);
+  return totals(document.rounds, resultsFile, counts?.sha256);
 }
 
-async function publishFirstRound(resultsFile: string, rows: Readable | undefined): Promise<{ rows: number; failedRows: number; endBytes: number }> {
+/** Rows a job added to the results file, and the file's SHA-256 when the merge computed it on the way. */
+interface RoundCounts {
+  rows: number;
+  failedRows: number;
+  endBytes: number;
+  sha256?: string;
+}
+
+async function publishFirstRound(resultsFile: string, rows: Readable | undefined): Promise<RoundCounts> {
   if (rows === undefined) {
     // A job that failed before writing any row; an empty file keeps "the results file exists" true for later rounds.
     if (!(await pathExists(resultsFile))) await writeFile(resultsFile, '', { flag: 'wx' });
@@ -159,7 +168,7 @@ async function publishFirstRound(resultsFile: string, rows: Readable | undefined
   }
   const draft = path.join(path.dirname(resultsFile), `.${path.basename(resultsFile)}.${randomUUID()}.tmp`);
   const counts = await publishRows(rows, resultsFile, draft);
-  return { rows: counts.rows, failedRows: counts.failedRows, endBytes: (await stat(resultsFile)).size };
+  return { rows: counts.rows, failedRows: counts.failedRows, endBytes: (await stat(resultsFile)).size, sha256: counts.sha256 };
 }
 
 /**
@@ -170,7 +179,7 @@ async function appendRound(
   resultsFile: string,
   startBytes: number,
   rows: Readable | undefined,
-): Promise<{ rows: number; failedRows: number; endBytes: number }> {
+): Promise<RoundCounts> {
   const size = (await stat(resultsFile)).size;
   if (size < startBytes) {
     throw new StageError(
@@ -205,12 +214,13 @@ async function appendRound(
   return { rows: count, failedRows, endBytes: (await stat(resultsFile)).size };
 }
 
-async function totals(rounds: ResultsRound[], resultsFile: string | undefined): Promise<MergedResults> {
+/** Sums the rounds; the results file is hashed only when the merge did not already hash it. */
+async function totals(rounds: ResultsRound[], resultsFile: string | undefined, knownSha256?: string): Promise<MergedResults> {
   return {
     rounds,
     rowCount: rounds.reduce((sum, round) => sum + round.rows, 0),
     failedRowCount: rounds.reduce((sum, round) => sum + round.failedRows, 0),
-    ...(resultsFile !== undefined ? { resultsSha256: await sha256OfFile(resultsFile) } : {}),
+    ...(resultsFile !== undefined ? { resultsSha256: knownSha256 ?? (await sha256OfFile(resultsFile)) } : {}),
   };
 }
 
