@@ -16,7 +16,7 @@ export function createCollectResults(deps: ActivityDependencies) {
       const { rounds = [], ...collected } = await selectBackend(deps.backends, input.backend).collectResults(input);
       // The ledger covers every round so far: their rows, failure records and the last round's no-result reason.
       const ledger = await buildBatchLedger({ ...collected, rounds }, Context.current().cancellationSignal);
-      const round = rounds.find((each) => each.jobName === input.jobName)?.round;
+      const round = rounds.find((candidate) => candidate.jobName === input.jobName)?.round;
       log.info('Results collected', { backend: input.backend, jobName: input.jobName, round, jobStatus: input.jobStatus, ...collected, ledger });
       return { ...collected, ...(round !== undefined ? { round } : {}), ...(ledger ? { ledger } : {}) };
     });

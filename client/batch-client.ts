@@ -98,10 +98,10 @@ export interface BatchDescription {
 }
 
 /** Thrown by `BatchClient.rescore` when the batch cannot be rescored now; the message gives the reason and the fix. */
-export class RescoreRefusedError extends Error {
+export class RescoreRejectedError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = 'RescoreRefusedError';
+    this.name = 'RescoreRejectedError';
   }
 }
 
@@ -256,8 +256,8 @@ export class BatchClient {
   /**
    * Starts a rescore of a finished batch: a new batch that scores only the items the batch's item ledger records
    * as failed, with the batch's own input, dataset version and results folder. A completed batch gives them in its
-   * summary; a batch that failed or was cancelled after collecting rows gives them in its status query, which needs
-   * a running worker. Rescores of a batch, and rescores of those, are named `<first batch>-rescore-<n>`, numbered on
+   * summary. A batch that failed or was cancelled after collecting rows gives them in its status query, so a worker
+   * must be running. Rescores of a batch, and rescores of those, are named `<first batch>-rescore-<n>`, numbered on
    * from the last, and only one of them runs at a time, because they share one results folder.
    * Returns undefined, starting nothing, when the completed batch has no failed items.
    */
@@ -266,27 +266,27 @@ export class BatchClient {
     const description = await handle.describe().catch((error: unknown) => this.rethrowNotFound(workflowId, error));
     const status = description.status.name;
     if (status === 'RUNNING' || status === 'CONTINUED_AS_NEW') {
-      throw new RescoreRefusedError(`batch ${workflowId} is still running; wait for it to end (amlbatch watch ${workflowId}), then rescore it`);
+      throw new RescoreRejectedError(`batch ${workflowId} is still running; wait for it to end (amlbatch watch ${workflowId}), then rescore it`);
     }
 
     let origin: { resultsFolder: string; datasetVersion: string; failedItems?: number };
     if (status === 'COMPLETED') {
       const summary = (await handle.result()) as BatchSummary;
       if (!summary.ledger || summary.outputLocation === undefined || summary.dataset === undefined) {
-        throw new RescoreRefusedError(`batch ${workflowId} has no item ledger (outcome ${summary.outcome}), so there is nothing to rescore`);
+        throw new RescoreRejectedError(`batch ${workflowId} has no item ledger (outcome ${summary.outcome}), so there is nothing to rescore`);
       }
       if (summary.ledger.failed === 0) return undefined;
       origin = { resultsFolder: summary.outputLocation, datasetVersion: summary.dataset.version, failedItems: summary.ledger.failed };
     } else {
       const batch = await handle.query(statusQuery).catch(() => undefined);
       if (!batch) {
-        throw new RescoreRefusedError(
-          `batch ${workflowId} is ${status} and no worker answered its status query, which names its results folder; ` +
+        throw new RescoreRejectedError(
+          `batch ${workflowId} is ${status} and no worker responded to its status query, which names its results folder; ` +
             `start a worker (npm run worker) and run the rescore again`,
         );
       }
       if (batch.resultsFolder === undefined || batch.dataset === undefined) {
-        throw new RescoreRefusedError(
+        throw new RescoreRejectedError(
           `batch ${workflowId} is ${status} and never collected any rows, so it has no item ledger to rescore from; start a new batch (amlbatch score)`,
         );
       }
@@ -307,7 +307,7 @@ export class BatchClient {
       return { ...started, ...(origin.failedItems !== undefined ? { failedItems: origin.failedItems } : {}) };
     } catch (error) {
       if (error instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new RescoreRefusedError(
+        throw new RescoreRejectedError(
           `rescore ${rescoreId} of batch ${firstBatch} was started by someone else a moment ago; wait for it (amlbatch watch ${rescoreId})`,
         );
       }
@@ -336,7 +336,10 @@ export class BatchClient {
     return defaultPayloadConverter.fromPayload<BatchScoringInput>(payloads[0]);
   }
 
-  /** Finds the first free `<firstBatch>-rescore-<n>`; refuses while an earlier rescore of the same batch still runs. */
+  /**
+   * Finds the first unused `<firstBatch>-rescore-<n>`. Throws `RescoreRejectedError` while an earlier rescore of the
+   * same batch is still running.
+   */
   private async nextRescoreId(firstBatch: string): Promise<string> {
     for (let n = 1; ; n += 1) {
       const candidate = `${firstBatch}-rescore-${n}`;
@@ -348,7 +351,7 @@ export class BatchClient {
         throw error;
       }
       if (status === 'RUNNING') {
-        throw new RescoreRefusedError(
+        throw new RescoreRejectedError(
           `rescore ${candidate} of batch ${firstBatch} is still running, and two rescores would write to the same results; ` +
             `wait for it (amlbatch watch ${candidate})`,
         );

@@ -10,7 +10,7 @@ import {
   BatchClient,
   BatchNotFoundError,
   NoPendingFailureError,
-  RescoreRefusedError,
+  RescoreRejectedError,
   TemporalUnreachableError,
   type BatchDescription,
 } from './batch-client';
@@ -520,7 +520,7 @@ function exitCodeFor(error: unknown): number {
     error instanceof InvalidBatchInputError ||
     error instanceof BatchNotFoundError ||
     error instanceof NoPendingFailureError ||
-    error instanceof RescoreRefusedError
+    error instanceof RescoreRejectedError
   ) {
     return EXIT_USAGE;
   }

@@ -244,9 +244,9 @@ class BatchRun {
 
     let followUpsLeft = this.input.followUpRounds;
     for (;;) {
-      // A failed or canceled job ends its wait, instead of failing the stage, when a later job can finish what it
-      // left, or when it was itself a job over selected items: those items then stay failed, and the batch ends
-      // with what the jobs before it scored.
+      // A failed or canceled job ends its wait without failing the stage in two cases. A later job can finish what
+      // it left, or it was itself a job over selected items. In the second case those items stay failed, and the
+      // batch ends with what the jobs before it scored.
       const { job, end } = await this.runJob(dataset, selection, followUpsLeft > 0 || selection !== undefined);
       const input = this.input;
       const resultsFolder = selection ? this.pinnedResultsFolder : input.resultsFolder;
@@ -520,8 +520,8 @@ class BatchRun {
 }
 
 /**
- * The job settings of the input. A job over selected items, which failed before, scores one item per mini-batch,
- * so an item that fails again cannot fail the items beside it or take over their failure reason.
+ * Returns the job settings of the input. A job over selected items, which all failed before, uses a mini-batch
+ * size of 1, so an item that fails again cannot fail the items beside it or replace their failure reason.
  */
 function jobSettings(input: ResolvedBatchInput, selected: boolean) {
   return {

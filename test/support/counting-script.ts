@@ -104,7 +104,7 @@ export function numberedFiles(count: number, content: (index: number) => string 
 }
 
 
-/** Content of a file in the odd-names fixture: `empty.txt` is empty, `corrupt.txt` fails, any other holds its name. */
+/** Content of a file in the odd-names fixture: `empty.txt` is empty, `corrupt.txt` fails, any other contains its own name. */
 export function oddFileContent(name: string): string {
   if (name === 'empty.txt') return '';
   if (name === 'corrupt.txt') return 'corrupt bytes';

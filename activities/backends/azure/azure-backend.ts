@@ -269,7 +269,7 @@ export class AzureBackend implements ScoringBackend {
 
   /**
    * Copies the selected items into `amlbatch/rounds/<job name>/` of the batch's container, under their relative
-   * paths, so the follow-up job's input folder holds just them and the entry script reports the same paths. The
+   * paths, so the follow-up job's input folder contains only them and the entry script reports the same paths. The
    * copies are server-side; a retried call copies again over the same names.
    */
   async selectItems(input: SelectItemsInput): Promise<ItemSelection> {

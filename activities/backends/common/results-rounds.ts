@@ -5,7 +5,7 @@
  *   - collecting a job again (a retried activity) finds its round and changes nothing;
  *   - an append cut short by a crash is cut off again before the next attempt appends, because the file is first
  *     truncated to the length the list vouches for;
- *   - the item ledger tells rows of different rounds apart, so a rescored item is not counted as a duplicate.
+ *   - the item ledger distinguishes rows of different rounds, so a rescored item is not counted as a duplicate.
  */
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -47,7 +47,7 @@ export interface MergedResults {
   resultsSha256?: string;
 }
 
-/** Reads the rounds merged into `resultsFolder`; an empty list when none were. */
+/** Reads the rounds merged into `resultsFolder`, or returns an empty list when there are none. */
 export async function readResultsRounds(resultsFolder: string): Promise<ResultsRound[]> {
   return (await readRoundsDocument(resultsFolder))?.rounds ?? [];
 }
@@ -67,8 +67,8 @@ export async function mergeRound(resultsFolder: string, resultsFile: string | un
 }
 
 /**
- * Takes the results folder's merge lock for `jobName`. A lock the same job left behind (its collect crashed and is
- * being retried) is taken over; a lock of another job fails with a retryable error, so this collect waits its turn.
+ * Takes the results folder's merge lock for `jobName`. A lock that the same job left behind is taken over, because
+ * its collect crashed and is being retried. A lock of another job throws a retryable error, so this collect waits.
  */
 async function acquireMergeLock(resultsFolder: string, jobName: string): Promise<string> {
   const lock = path.join(resultsFolder, RESULTS_LOCK_FILE);
@@ -84,7 +84,7 @@ async function acquireMergeLock(resultsFolder: string, jobName: string): Promise
   try {
     holder = JSON.parse(text) as typeof holder;
   } catch {
-    // An unreadable lock belongs to nobody we know; it is reported below.
+    // An unreadable lock has no known owner, and the error below reports it as unknown.
   }
   if (holder.jobName === jobName) {
     await writeFile(lock, owner);
@@ -214,7 +214,7 @@ async function appendRound(
   return { rows: count, failedRows, endBytes: (await stat(resultsFile)).size };
 }
 
-/** Sums the rounds; the results file is hashed only when the merge did not already hash it. */
+/** Sums the rounds' rows. The results file is hashed only when the merge has not hashed it already. */
 async function totals(rounds: ResultsRound[], resultsFile: string | undefined, knownSha256?: string): Promise<MergedResults> {
   return {
     rounds,
